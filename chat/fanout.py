@@ -1,0 +1,268 @@
+"""Fan-out: one channel-layer subscription per room per process, delivered locally.
+
+The Channels tutorial puts every socket in the room's group, so one message costs the
+channel layer one write and one read per socket. Here each server process joins a
+room's group once, with one channel of its own, and hands each arriving fragment to its
+own open sockets of that room. A message still travels through the Redis group of the
+room (`room-<pk>`), so every process sees it; the per-socket cost is one `send`.
+
+The database stays the source of truth. Sockets ask `fragments_after` for whatever they
+lack (a gap after a reordered or dropped group message, a reconnect), and a reconcile
+loop compares each room's `last_seq` with what this process has seen, so messages
+posted while Redis was down reach every page once it is reachable again (or straight
+from the database in the meantime).
+"""
+
+import asyncio
+import logging
+import weakref
+from collections import OrderedDict
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from chat import selectors, services
+from chat.models import Room
+
+logger = logging.getLogger(__name__)
+
+EVENT_TYPE = "chat.message"
+RECENT_PER_ROOM = 1024  # rendered fragments kept per room for catch-up without a query
+CATCH_UP_LIMIT = 500  # at most this many messages per catch-up batch
+
+
+class RoomHub:
+    def __init__(self, layer):
+        self.layer = layer
+        self.channel = None  # this process's own channel, in the group of every room it serves
+        self.listeners = {}  # room id -> set of sockets (objects with `async catch_up(seq)`)
+        self.seen = {}  # room id -> highest sequence number fanned out here
+        self.recent = {}  # room id -> OrderedDict(seq -> rendered fragment)
+        self.fill_locks = {}  # room id -> lock, so one gap is read from the database once
+        self.tasks = []
+        self.subscribed = set()
+
+    # --- sockets come and go ---
+
+    async def join(self, room_id, listener, *, last_seq):
+        await self._start()
+        members = self.listeners.setdefault(room_id, set())
+        members.add(listener)
+        self.seen[room_id] = max(self.seen.get(room_id, 0), last_seq)
+        if room_id not in self.subscribed:
+            await self._subscribe(room_id)
+
+    async def leave(self, room_id, listener):
+        members = self.listeners.get(room_id)
+        if members is None:
+            return
+        members.discard(listener)
+        if not members:
+            del self.listeners[room_id]
+            self.recent.pop(room_id, None)
+            self.seen.pop(room_id, None)
+            self.fill_locks.pop(room_id, None)
+            self.subscribed.discard(room_id)
+            try:
+                await self.layer.group_discard(_group(room_id), self.channel)
+            except Exception:
+                logger.warning(
+                    "could not leave group of room %s; it expires", room_id, exc_info=True
+                )
+            if not self.listeners:
+                self._stop()
+
+    # --- messages go out and come in ---
+
+    async def publish(self, room_id, seq, html):
+        """Send one rendered message to every process serving the room."""
+        self._remember(room_id, seq, html)
+        try:
+            await self.layer.group_send(
+                _group(room_id), {"type": EVENT_TYPE, "room": room_id, "seq": seq, "html": html}
+            )
+        except Exception:
+            # Stored but not broadcast: our own sockets get it now; other processes get it
+            # from the database on their next reconcile.
+            logger.warning(
+                "channel layer publish failed for room %s seq %s; delivering from the database",
+                room_id,
+                seq,
+                exc_info=True,
+            )
+            await self.deliver(room_id, seq)
+
+    async def deliver(self, room_id, seq):
+        """Bring every local socket of the room up to `seq`."""
+        if seq > self.seen.get(room_id, 0):
+            self.seen[room_id] = seq
+        for listener in list(self.listeners.get(room_id, ())):
+            await listener.catch_up(seq)
+
+    def cached(self, room_id, seq):
+        recent = self.recent.get(room_id)
+        return recent.get(seq) if recent else None
+
+    async def fragments_after(self, room_id, after_seq, upto_seq=None):
+        """[(seq, fragment)] for messages after `after_seq`, in order, gapless.
+
+        From the fragments kept in memory when they cover the range, else from the
+        database (one query, rendered with the same template, then kept).
+        """
+        if upto_seq is not None:
+            upto_seq = min(upto_seq, after_seq + CATCH_UP_LIMIT)
+            found = self._from_memory(room_id, after_seq, upto_seq)
+            if found is not None:
+                return found
+        lock = self.fill_locks.setdefault(room_id, asyncio.Lock())
+        async with lock:  # concurrent sockets with the same gap: one query
+            if upto_seq is not None:
+                found = self._from_memory(room_id, after_seq, upto_seq)
+                if found is not None:
+                    return found
+            rendered = await _render_from_database(room_id, after_seq, upto_seq)
+        for seq, html in rendered:
+            self._remember(room_id, seq, html)
+        return rendered
+
+    # --- inside ---
+
+    def _from_memory(self, room_id, after_seq, upto_seq):
+        recent = self.recent.get(room_id, {})
+        found = []
+        for seq in range(after_seq + 1, upto_seq + 1):
+            html = recent.get(seq)
+            if html is None:
+                return None
+            found.append((seq, html))
+        return found
+
+    def _remember(self, room_id, seq, html):
+        if room_id not in self.listeners:
+            return
+        recent = self.recent.setdefault(room_id, OrderedDict())
+        recent[seq] = html
+        while len(recent) > RECENT_PER_ROOM:
+            recent.popitem(last=False)
+
+    async def _start(self):
+        if self.channel is not None:
+            return
+        self.channel = await self.layer.new_channel(prefix="chat-process.")
+        self.tasks = [
+            asyncio.create_task(self._read(self.channel), name="chat-hub-read"),
+            asyncio.create_task(self._reconcile(), name="chat-hub-reconcile"),
+            asyncio.create_task(self._renew(), name="chat-hub-renew"),
+        ]
+
+    def _stop(self):
+        """No sockets left: stop reading, so an idle process holds no subscription."""
+        for task in self.tasks:
+            task.cancel()
+        self.tasks = []
+        self.channel = None
+
+    async def _subscribe(self, room_id):
+        try:
+            await self.layer.group_add(_group(room_id), self.channel)
+            self.subscribed.add(room_id)
+        except Exception:
+            # The reader and the renew loop retry; meanwhile reconcile delivers.
+            logger.warning("could not join group of room %s; will retry", room_id, exc_info=True)
+
+    async def _subscribe_all(self):
+        for room_id in list(self.listeners):
+            await self.layer.group_add(_group(room_id), self.channel)
+            self.subscribed.add(room_id)
+
+    async def _read(self, channel):
+        failures = 0
+        while self.channel == channel:  # until _stop, even if the layer swallows a cancel
+            try:
+                if failures:
+                    # Redis may have restarted empty: memberships are gone until re-added.
+                    await self._subscribe_all()
+                event = await self.layer.receive(channel)
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                logger.warning(
+                    "channel layer receive failed (%s in a row); retrying", failures, exc_info=True
+                )
+                await asyncio.sleep(min(0.1 * 2**failures, 5))
+                continue
+            try:
+                await self._handle(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception(
+                    "could not fan out event %r", {k: event.get(k) for k in ("room", "seq")}
+                )
+
+    async def _handle(self, event):
+        if event.get("type") != EVENT_TYPE:
+            logger.warning("ignoring unexpected channel-layer event of type %r", event.get("type"))
+            return
+        room_id, seq, html = event["room"], event["seq"], event["html"]
+        if room_id not in self.listeners:
+            return
+        self._remember(room_id, seq, html)
+        await self.deliver(room_id, seq)
+
+    async def _reconcile(self):
+        """Deliver what the channel layer did not bring (outage, drop at capacity)."""
+        while True:
+            await asyncio.sleep(settings.CHAT_RECONCILE_SECONDS)
+            if not self.listeners:
+                continue
+            try:
+                latest = await database_sync_to_async(selectors.room_last_seqs)(
+                    list(self.listeners)
+                )
+                for room_id, last_seq in latest.items():
+                    if last_seq > self.seen.get(room_id, 0):
+                        await self.deliver(room_id, last_seq)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("reconcile pass failed; retrying", exc_info=True)
+
+    async def _renew(self):
+        """Re-join every group well before the channel layer's group expiry drops us."""
+        while True:
+            await asyncio.sleep(max(1.0, settings.CHAT_GROUP_EXPIRY / 3))
+            try:
+                await self._subscribe_all()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("could not renew group memberships; retrying", exc_info=True)
+
+
+def _group(room_id):
+    return f"room-{room_id}"
+
+
+@database_sync_to_async
+def _render_from_database(room_id, after_seq, upto_seq):
+    room = Room(pk=room_id)
+    messages = selectors.messages_after(
+        room, after_seq=after_seq, upto_seq=upto_seq, limit=CATCH_UP_LIMIT
+    )
+    return [(message.seq, services.message_render(message)) for message in messages]
+
+
+_hubs = weakref.WeakKeyDictionary()
+
+
+def get_hub():
+    """The hub of the running event loop (one per server process)."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = RoomHub(get_channel_layer())
+    return hub

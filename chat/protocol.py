@@ -1,0 +1,127 @@
+"""What travels over the socket: frame parsing and close codes.
+
+The htmx ws extension sends a form as a JSON object of its fields plus `HEADERS`.
+Two forms talk to the server: the composer (`message`, `client_key`) and the hidden
+catch-up form the page sends on every (re)connect (`last_seq`).
+"""
+
+import json
+from dataclasses import dataclass
+from enum import IntEnum
+from uuid import UUID
+
+from django.conf import settings
+
+
+class CloseCode(IntEnum):
+    """1xxx: the htmx ws extension reconnects (1006, 1011, 1012, 1013). 4xxx: it stops."""
+
+    SERVER_RESTART = 1012  # this process is shutting down; reconnect
+    TRY_AGAIN_LATER = 1013  # the server cannot serve the room right now; reconnect
+    NOT_LOGGED_IN = 4401
+    FORBIDDEN = 4403  # an Origin not in ALLOWED_HOSTS
+    NO_SUCH_ROOM = 4404
+
+
+class FrameError(ValueError):
+    """A frame the server will not act on; the text is shown to the sender."""
+
+
+@dataclass(frozen=True)
+class PostFrame:
+    text: str
+    client_key: UUID | None
+
+
+@dataclass(frozen=True)
+class CatchUpFrame:
+    last_seq: int
+
+
+POST_FIELDS = {"message", "client_key", "csrfmiddlewaretoken", "HEADERS"}
+CATCH_UP_FIELDS = {"last_seq", "HEADERS"}
+MAX_JSON_DEPTH = 4
+
+
+def parse_frame(text):
+    """Turn one text frame into a PostFrame or a CatchUpFrame, or raise FrameError."""
+    if len(text) > settings.CHAT_MAX_FRAME_BYTES or len(text.encode("utf-8", "surrogatepass")) > (
+        settings.CHAT_MAX_FRAME_BYTES
+    ):
+        raise FrameError(
+            f"That was too large to send (over {settings.CHAT_MAX_FRAME_BYTES} bytes)."
+        )
+    if _nesting_depth(text) > MAX_JSON_DEPTH:
+        raise FrameError("That frame is nested too deeply.")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise FrameError("That frame was not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise FrameError("That frame was not a JSON object.")
+    if "HEADERS" in data and not isinstance(data["HEADERS"], dict):
+        raise FrameError("HEADERS must be an object.")
+    if "last_seq" in data:
+        _reject_unknown(data, CATCH_UP_FIELDS)
+        return CatchUpFrame(last_seq=_sequence_number(data["last_seq"]))
+    if "message" in data:
+        _reject_unknown(data, POST_FIELDS)
+        return PostFrame(text=_string(data, "message"), client_key=_client_key(data))
+    raise FrameError("A message frame needs a 'message' field.")
+
+
+def _nesting_depth(text):
+    # Measured before json.loads so a hostile frame cannot make the parser recurse deeply.
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _reject_unknown(data, allowed):
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise FrameError(f"Unexpected field: {', '.join(repr(name)[:40] for name in unknown[:3])}.")
+
+
+def _string(data, name):
+    value = data[name]
+    if not isinstance(value, str):
+        raise FrameError(f"'{name}' must be text.")
+    return value
+
+
+def _client_key(data):
+    value = data.get("client_key")
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise FrameError("'client_key' must be text.")
+    try:
+        return UUID(value)
+    except ValueError:
+        raise FrameError("'client_key' is not a valid key.") from None
+
+
+def _sequence_number(value):
+    if isinstance(value, bool):
+        raise FrameError("'last_seq' must be a whole number.")
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19:
+        value = int(value)
+    if not isinstance(value, int) or not 0 <= value < 2**62:
+        raise FrameError("'last_seq' must be a whole number.")
+    return value

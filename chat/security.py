@@ -1,0 +1,40 @@
+"""Refusals that the htmx ws extension understands as final."""
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.security.websocket import OriginValidator
+from django.conf import settings
+
+from chat.protocol import CloseCode
+
+
+class ClosingAllowedHostsOriginValidator(OriginValidator):
+    """`AllowedHostsOriginValidator` that closes with 4403 instead of refusing the handshake.
+
+    A refused handshake reaches the page as close code 1006, which the extension retries
+    for ever; a 4xxx code stops it.
+    """
+
+    def __init__(self, application):
+        super().__init__(application, settings.ALLOWED_HOSTS)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket" and not self._origin_allowed(scope):
+            return await ForbiddenOrigin()(scope, receive, send)
+        return await self.application(scope, receive, send)
+
+    def _origin_allowed(self, scope):
+        from urllib.parse import urlparse
+
+        for name, value in scope.get("headers", []):
+            if name == b"origin":
+                try:
+                    return self.valid_origin(urlparse(value.decode("latin1")))
+                except (UnicodeDecodeError, ValueError):
+                    return False
+        return self.valid_origin(None)
+
+
+class ForbiddenOrigin(AsyncWebsocketConsumer):
+    async def connect(self):
+        await self.accept()
+        await self.close(code=CloseCode.FORBIDDEN)

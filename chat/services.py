@@ -1,0 +1,188 @@
+"""Writes: the one place that validates, saves, renders and publishes a message.
+
+Both the socket consumer and the no-JavaScript HTTP view call `message_post`
+(`amessage_post` from async code), so a message is checked the same way, stored the
+same way, rendered once from `chat/_message.html` and fanned out the same way.
+"""
+
+import logging
+import time
+import unicodedata
+import uuid
+from dataclasses import dataclass
+
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.utils.text import slugify
+
+from chat.models import Message, Room
+
+logger = logging.getLogger(__name__)
+
+ROOM_NAME_MAX_LENGTH = Room._meta.get_field("name").max_length
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after):
+        self.retry_after = retry_after
+        super().__init__(f"Slow down: you can send again in {retry_after} s.")
+
+
+@dataclass(frozen=True)
+class Posted:
+    message: Message
+    html: str  # the broadcast fragment, rendered once
+    created: bool  # False when the same composer form arrived before
+
+
+# --- rooms ---
+
+
+def room_get_or_create(*, name):
+    """Open the room called `name`, creating it if new. Returns (room, created)."""
+    name = " ".join((name or "").split())
+    if not name:
+        raise ValidationError("Give the room a name.", code="blank")
+    if len(name) > ROOM_NAME_MAX_LENGTH:
+        raise ValidationError(
+            f"Room names are at most {ROOM_NAME_MAX_LENGTH} characters.", code="too_long"
+        )
+    slug = slugify(name)[:ROOM_NAME_MAX_LENGTH].strip("-")
+    if not slug:
+        raise ValidationError("Use some letters or digits in the room name.", code="unusable")
+    try:
+        with transaction.atomic():
+            return Room.objects.get_or_create(slug=slug, defaults={"name": name})
+    except IntegrityError:  # two people created it at the same instant, or a name clash
+        room = Room.objects.filter(slug=slug).first()
+        if room is None:
+            raise ValidationError("That name is taken by another room.", code="taken") from None
+        return room, False
+
+
+# --- messages ---
+
+
+def clean_message_text(text):
+    """The text as it will be stored, or ValidationError saying what is wrong with it."""
+    if not isinstance(text, str):
+        raise ValidationError("A message must be text.", code="invalid")
+    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if not text:
+        raise ValidationError("Write something first.", code="blank")
+    limit = settings.CHAT_MAX_MESSAGE_LENGTH
+    if len(text) > limit:
+        raise ValidationError(
+            f"That is {len(text)} characters; the limit is {limit}.", code="too_long"
+        )
+    for char in text:
+        category = unicodedata.category(char)
+        if category == "Cs":
+            raise ValidationError("The text holds a broken character.", code="surrogate")
+        if category == "Cc" and char not in "\n\t":
+            raise ValidationError("The text holds a control character.", code="control")
+    return text
+
+
+def rate_limit_check(user):
+    """Count one message for `user`; raise RateLimited past CHAT_RATE_LIMIT.
+
+    Counted in the cache, which is Redis when REDIS_URL is set, so every process
+    shares one budget per user. If the cache is down we let messages through.
+    """
+    rate = settings.CHAT_RATE_LIMIT
+    if rate is None or user.get_username() in settings.CHAT_RATE_LIMIT_EXEMPT:
+        return
+    limit, seconds = rate
+    window = int(time.time() // seconds)
+    key = f"rate:{user.pk}:{window}"
+    try:
+        cache.add(key, 0, timeout=seconds + 1)
+        count = cache.incr(key)
+    except Exception:
+        logger.warning(
+            "rate limit not checked for user %s: cache unavailable", user.pk, exc_info=True
+        )
+        return
+    if count > limit:
+        raise RateLimited(retry_after=max(1, int((window + 1) * seconds - time.time()) + 1))
+
+
+def message_render(message):
+    """The broadcast fragment of one message: `_message.html` in its append envelope."""
+    return render_to_string("chat/_messages_append.html", {"messages": [message]})
+
+
+def messages_render(messages):
+    return render_to_string("chat/_messages_append.html", {"messages": messages})
+
+
+def message_save(*, room, author, text, client_key=None):
+    """Validate and store a message with the room's next sequence number. Returns Posted."""
+    text = clean_message_text(text)
+    if client_key is not None:
+        # Keyed by form AND text: the same form twice is one message, but new text sent
+        # with a key the page did not get to replace yet is a new message.
+        client_key = uuid.uuid5(client_key, text)
+        earlier = _message_with_key(author, client_key)
+        if earlier is not None:
+            return Posted(message=earlier, html=message_render(earlier), created=False)
+    rate_limit_check(author)
+    try:
+        with transaction.atomic():
+            # The UPDATE takes the room's row lock until commit: concurrent posters to
+            # one room (in any process) get consecutive numbers in commit order.
+            now = timezone.now()
+            Room.objects.filter(pk=room.pk).update(last_seq=F("last_seq") + 1, last_message_at=now)
+            seq = Room.objects.values_list("last_seq", flat=True).get(pk=room.pk)
+            message = Message.objects.create(
+                room=room, author=author, seq=seq, text=text, client_key=client_key
+            )
+    except IntegrityError:
+        # The same form raced itself in: the first copy won, and the number rolled back.
+        earlier = _message_with_key(author, client_key) if client_key else None
+        if earlier is None:
+            raise
+        return Posted(message=earlier, html=message_render(earlier), created=False)
+    message.author = author
+    return Posted(message=message, html=message_render(message), created=True)
+
+
+def _message_with_key(author, client_key):
+    return (
+        Message.objects.select_related("author", "room")
+        .filter(author=author, client_key=client_key)
+        .first()
+    )
+
+
+async def message_publish(posted):
+    """Send a newly saved message to every open page of its room, in every process."""
+    from chat.fanout import get_hub  # the hub imports this module
+
+    if posted.created:
+        message = posted.message
+        await get_hub().publish(message.room_id, message.seq, posted.html)
+
+
+async def amessage_post(*, room, author, text, client_key=None):
+    """Save, render once, publish. For async callers (the consumer)."""
+    posted = await database_sync_to_async(message_save)(
+        room=room, author=author, text=text, client_key=client_key
+    )
+    await message_publish(posted)
+    return posted
+
+
+def message_post(*, room, author, text, client_key=None):
+    """Save, render once, publish. For sync callers (the no-JavaScript HTTP view)."""
+    posted = message_save(room=room, author=author, text=text, client_key=client_key)
+    async_to_sync(message_publish)(posted)
+    return posted

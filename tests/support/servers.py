@@ -1,0 +1,148 @@
+"""Real server processes, started exactly as the Procfile starts them."""
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from tests.support.redis import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def procfile_command(process_type):
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == process_type:
+            return command.strip()
+    raise LookupError(f"no {process_type}: line in the Procfile")
+
+
+def server_environment(*, redis_url, database_url, **extra):
+    """What a Procfile platform would set, with this test run's Redis and database."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "CHAT_", "PYTEST"))
+    }
+    env.update(
+        {
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            "DJANGO_SETTINGS_MODULE": "project.settings",
+            "SECRET_KEY": "test-" + uuid.uuid4().hex * 2,
+            "DEBUG": "false",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": database_url,
+            "CHAT_LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update({key: str(value) for key, value in extra.items()})
+    return env
+
+
+def run_release(env):
+    """The Procfile's `release:` step (migrate), plus collectstatic as the build step does."""
+    subprocess.run(["bash", "-c", procfile_command("release")], cwd=ROOT, env=env, check=True)
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+
+
+class WebProcess:
+    """One `web:` process on its own port; it can be killed and started again."""
+
+    def __init__(self, env, *, port=None, name="web.1"):
+        self.env = dict(env)
+        self.port = port or free_port()
+        self.name = name
+        self.process = None
+        self.log_path = Path(tempfile.gettempdir()) / f"chat-{name}-{self.port}.log"
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self):
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self, timeout=30):
+        env = {**self.env, "PORT": str(self.port), "DYNO_NAME": self.name}
+        self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            ["bash", "-c", "exec " + procfile_command("web")],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/accounts/login/", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not answer: {self.log_text()[-3000:]}")
+            time.sleep(0.1)
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(20)
+        self.process = None
+        if getattr(self, "log", None):
+            self.log.close()
+
+    def stop(self):
+        self.kill(signal.SIGTERM)
+
+    def log_text(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def fresh_database_url():
+    """A new empty database of the kind DATABASE_URL names (PostgreSQL), or a SQLite file."""
+    base = os.environ.get("DATABASE_URL", "")
+    if base.startswith(("postgres://", "postgresql://")):
+        import psycopg
+
+        name = f"chat_system_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(base, autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        return _with_db(base, name)
+    return f"sqlite:///{tempfile.mkdtemp(prefix='chat-system-')}/db.sqlite3"
+
+
+def _with_db(url, name):
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def drop_database(url):
+    if url.startswith(("postgres://", "postgresql://")):
+        from urllib.parse import urlsplit
+
+        import psycopg
+
+        name = urlsplit(url).path.lstrip("/")
+        admin = _with_db(url, "postgres")
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
