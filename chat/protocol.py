@@ -14,10 +14,11 @@ from django.conf import settings
 
 
 class CloseCode(IntEnum):
-    """1xxx: the htmx ws extension reconnects (1006, 1011, 1012, 1013). 4xxx: it stops."""
+    """The htmx ws extension reconnects after 1006, 1011, 1012 and 1013, and stops after 4xxx.
 
-    SERVER_RESTART = 1012  # this process is shutting down; reconnect
-    TRY_AGAIN_LATER = 1013  # the server cannot serve the room right now; reconnect
+    A stopped or killed process drops its sockets (1006): pages come back and catch up.
+    """
+
     NOT_LOGGED_IN = 4401
     FORBIDDEN = 4403  # an Origin not in ALLOWED_HOSTS
     NO_SUCH_ROOM = 4404
