@@ -52,7 +52,7 @@ def parse_frame(text):
         raise FrameError(
             f"That was too large to send (over {settings.CHAT_MAX_FRAME_BYTES} bytes)."
         )
-    if _nesting_depth(text) > MAX_JSON_DEPTH:
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _nesting_depth(text) > MAX_JSON_DEPTH:
         raise FrameError("That frame is nested too deeply.")
     try:
         data = json.loads(text)
