@@ -68,7 +68,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         try:
             frame = parse_frame(text_data)
         except FrameError as error:
-            return await self.send_composer(error=str(error))
+            return await self.send_composer(error=str(error), text=error.text)
         if isinstance(frame, CatchUpFrame):
             return self.page_position_known(frame.last_seq)
         try:

@@ -6,6 +6,7 @@ catch-up form the page sends on every (re)connect (`last_seq`).
 """
 
 import json
+import re
 from dataclasses import dataclass
 from enum import IntEnum
 from uuid import UUID
@@ -25,7 +26,11 @@ class CloseCode(IntEnum):
 
 
 class FrameError(ValueError):
-    """A frame the server will not act on; the text is shown to the sender."""
+    """A frame the server will not act on; str() is shown to the sender, with `text` kept."""
+
+    def __init__(self, message, text=""):
+        super().__init__(message)
+        self.text = text
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,8 @@ class CatchUpFrame:
 POST_FIELDS = {"message", "client_key", "csrfmiddlewaretoken", "HEADERS"}
 CATCH_UP_FIELDS = {"last_seq", "HEADERS"}
 MAX_JSON_DEPTH = 4
+SURROGATE = re.compile("[\ud800-\udfff]")
+UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-?(?:[0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}")
 
 
 def parse_frame(text):
@@ -60,14 +67,22 @@ def parse_frame(text):
         raise FrameError("That frame was not valid JSON.") from None
     if not isinstance(data, dict):
         raise FrameError("That frame was not a JSON object.")
+    if ("\\u" in text or SURROGATE.search(text)) and _holds_lone_surrogate(data):
+        # Valid JSON may escape half a character; it could be neither stored nor sent back.
+        text = data.get("message") if isinstance(data.get("message"), str) else ""
+        raise FrameError("The text holds a broken character.", text=SURROGATE.sub("\ufffd", text))
     if "HEADERS" in data and not isinstance(data["HEADERS"], dict):
         raise FrameError("HEADERS must be an object.")
     if "last_seq" in data:
         _reject_unknown(data, CATCH_UP_FIELDS)
         return CatchUpFrame(last_seq=_sequence_number(data["last_seq"]))
     if "message" in data:
-        _reject_unknown(data, POST_FIELDS)
-        return PostFrame(text=_string(data, "message"), client_key=_client_key(data))
+        text = _string(data, "message")
+        try:
+            _reject_unknown(data, POST_FIELDS)
+            return PostFrame(text=text, client_key=_client_key(data))
+        except FrameError as error:
+            raise FrameError(str(error), text=text) from None
     raise FrameError("A message frame needs a 'message' field.")
 
 
@@ -93,6 +108,16 @@ def _nesting_depth(text):
     return deepest
 
 
+def _holds_lone_surrogate(value):
+    if isinstance(value, str):
+        return SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_holds_lone_surrogate(k) or _holds_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_lone_surrogate(item) for item in value)
+    return False
+
+
 def _reject_unknown(data, allowed):
     unknown = sorted(set(data) - allowed)
     if unknown:
@@ -112,10 +137,9 @@ def _client_key(data):
         return None
     if not isinstance(value, str):
         raise FrameError("'client_key' must be text.")
-    try:
-        return UUID(value)
-    except ValueError:
-        raise FrameError("'client_key' is not a valid key.") from None
+    if not UUID_TEXT.fullmatch(value):
+        raise FrameError("'client_key' is not a valid key.")
+    return UUID(value)
 
 
 def _sequence_number(value):
