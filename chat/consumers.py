@@ -58,7 +58,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # as 1006, which the htmx ws extension retries for ever.
         await self.accept()
         await self.send(text_data=render_to_string("chat/_refused.html", {"code": code}))
-        await self.close(code=code)
+        await self.close(code=int(code))  # autobahn accepts a plain int only
 
     # --- from the page ---
 

@@ -37,4 +37,4 @@ class ClosingAllowedHostsOriginValidator(OriginValidator):
 class ForbiddenOrigin(AsyncWebsocketConsumer):
     async def connect(self):
         await self.accept()
-        await self.close(code=CloseCode.FORBIDDEN)
+        await self.close(code=int(CloseCode.FORBIDDEN))  # autobahn accepts a plain int only

@@ -35,7 +35,7 @@ async def receive_until(communicator, predicate, timeout=5):
     frames = []
     async with asyncio.timeout(timeout):
         while True:
-            frames.append(await communicator.receive_from())
+            frames.append(await communicator.receive_from(timeout=timeout))
             if predicate(frames[-1]):
                 return frames
 
