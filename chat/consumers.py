@@ -22,6 +22,9 @@ CATCH_UP_WAIT_SECONDS = 5
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
+    # No channel of its own: the process's RoomHub is the only reader of the channel layer,
+    # so a socket costs no layer receive and a broker outage cannot close it.
+    channel_layer_alias = None
     room = None
 
     async def connect(self):

@@ -154,7 +154,11 @@ def channel_layers_and_caches(redis_url):
             "default": {
                 "BACKEND": "channels_redis.core.RedisChannelLayer",
                 "CONFIG": {
-                    "hosts": [redis_url],
+                    # redis-py 8 reads with a 5 s socket timeout by default, exactly as long as
+                    # channels_redis blocks in BZPOPMIN: give the blocking read room to finish.
+                    "hosts": [
+                        {"address": redis_url, "socket_timeout": 15, "socket_connect_timeout": 5}
+                    ],
                     "group_expiry": CHAT_GROUP_EXPIRY,
                     # One channel per process carries every room it serves: give it room.
                     "capacity": 5000,
