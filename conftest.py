@@ -1,12 +1,18 @@
-"""Test-wide setup: every test talks to a real Redis (channel layer and cache)."""
+"""Test-wide setup: every test talks to a real Redis (channel layer and cache).
+
+The machine's Redis may serve other test runs at the same time, so this run keeps its
+keys under a prefix of its own and clears only those between tests.
+"""
 
 import os
+import uuid
 
 import pytest
 
 from tests.support.redis import redis_url_for_tests
 
 _throwaway_redis = None
+RUN_PREFIX = f"test-{uuid.uuid4().hex[:8]}"
 
 
 def pytest_configure(config):
@@ -21,10 +27,7 @@ def pytest_configure(config):
         pytest.exit(str(error), returncode=3)
     os.environ["TEST_REDIS_URL"] = url
     settings.REDIS_URL = url
-    settings.CHANNEL_LAYERS, settings.CACHES = channel_layers_and_caches(url)
-    import redis
-
-    redis.Redis.from_url(url).flushdb()
+    settings.CHANNEL_LAYERS, settings.CACHES = channel_layers_and_caches(url, prefix=RUN_PREFIX)
 
 
 def pytest_unconfigure(config):
@@ -32,14 +35,22 @@ def pytest_unconfigure(config):
         _throwaway_redis.stop()
 
 
-@pytest.fixture(autouse=True)
-def _fresh_channel_layer_and_cache():
-    """Each test starts with empty Redis state and no layer bound to an old event loop."""
+def _clear_run_keys():
     import redis
-    from channels.layers import channel_layers
     from django.conf import settings
 
-    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    keys = list(client.scan_iter(match=f"{RUN_PREFIX}*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer_and_cache():
+    """Each test starts with no Redis state and no layer bound to an old event loop."""
+    from channels.layers import channel_layers
+
+    _clear_run_keys()
     channel_layers.backends.clear()
     yield
     channel_layers.backends.clear()

@@ -78,20 +78,25 @@ class RoomHub:
     async def publish(self, room_id, seq, html):
         """Send one rendered message to every process serving the room."""
         self._remember(room_id, seq, html)
-        try:
-            await self.layer.group_send(
-                _group(room_id), {"type": EVENT_TYPE, "room": room_id, "seq": seq, "html": html}
-            )
-        except Exception:
-            # Stored but not broadcast: our own sockets get it now; other processes get it
-            # from the database on their next reconcile.
-            logger.warning(
-                "channel layer publish failed for room %s seq %s; delivering from the database",
-                room_id,
-                seq,
-                exc_info=True,
-            )
-            await self.deliver(room_id, seq)
+        event = {"type": EVENT_TYPE, "room": room_id, "seq": seq, "html": html}
+        for attempt in (1, 2):
+            try:
+                await self.layer.group_send(_group(room_id), event)
+                return
+            except Exception:
+                if attempt == 1:
+                    # A connection pooled before a Redis restart fails once, then reconnects.
+                    await asyncio.sleep(0.05)
+                    continue
+                # Stored but not broadcast: our own sockets get it now; other processes get
+                # it from the database on their next reconcile pass.
+                logger.warning(
+                    "channel layer publish failed for room %s seq %s; delivering from the database",
+                    room_id,
+                    seq,
+                    exc_info=True,
+                )
+                await self.deliver(room_id, seq)
 
     async def deliver(self, room_id, seq):
         """Bring every local socket of the room up to `seq`."""
@@ -224,7 +229,15 @@ class RoomHub:
                     list(self.listeners)
                 )
                 for room_id, last_seq in latest.items():
-                    if last_seq > self.seen.get(room_id, 0):
+                    seen = self.seen.get(room_id, 0)
+                    if last_seq > seen:
+                        logger.warning(
+                            "room %s: seq %s..%s did not come through the channel layer; "
+                            "delivering from the database",
+                            room_id,
+                            seen + 1,
+                            last_seq,
+                        )
                         await self.deliver(room_id, last_seq)
             except asyncio.CancelledError:
                 raise

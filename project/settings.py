@@ -137,7 +137,7 @@ if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
 CHAT_GROUP_EXPIRY = env_int("CHAT_GROUP_EXPIRY", 86400, minimum=3)
 
 
-def channel_layers_and_caches(redis_url):
+def channel_layers_and_caches(redis_url, prefix="chat"):
     """Redis for both when a URL is given; in-process stand-ins for one laptop process."""
     if not redis_url:
         return (
@@ -163,6 +163,7 @@ def channel_layers_and_caches(redis_url):
                     # One channel per process carries every room it serves: give it room.
                     "capacity": 5000,
                     "expiry": 60,
+                    "prefix": prefix,
                 },
             }
         },
@@ -170,7 +171,7 @@ def channel_layers_and_caches(redis_url):
             "default": {
                 "BACKEND": "django.core.cache.backends.redis.RedisCache",
                 "LOCATION": redis_url,
-                "KEY_PREFIX": "chat",
+                "KEY_PREFIX": prefix,
             }
         },
     )
@@ -239,5 +240,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
-    "loggers": {"chat": {"level": os.environ.get("CHAT_LOG_LEVEL", "INFO")}},
+    "loggers": {
+        "chat": {"level": os.environ.get("CHAT_LOG_LEVEL", "INFO")},
+        # Says "N of M channels over capacity in group room-<pk>" when it drops a message.
+        "channels_redis": {"level": "INFO"},
+    },
 }

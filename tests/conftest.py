@@ -1,7 +1,5 @@
 """Fixtures for tests that run real server processes (tests/system, tests/e2e)."""
 
-import os
-
 import pytest
 
 from tests.support.redis import RedisServer
@@ -23,10 +21,18 @@ def system_database_url():
 
 
 @pytest.fixture(scope="session")
-def system_env(system_database_url):
-    """The environment of a deployed process: this run's Redis and a migrated database."""
+def system_redis():
+    """A redis-server of this session's own, shared by its server processes."""
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def system_env(system_database_url, system_redis):
+    """The environment of a deployed process: this session's Redis and a migrated database."""
     env = server_environment(
-        redis_url=os.environ["TEST_REDIS_URL"].rsplit("/", 1)[0] + "/14",
+        redis_url=system_redis.url,
         database_url=system_database_url,
         CHAT_RATE_LIMIT="off",
     )
