@@ -219,26 +219,32 @@ class RoomHub:
         await self.deliver(room_id, seq)
 
     async def _reconcile(self):
-        """Deliver what the channel layer did not bring (outage, drop at capacity)."""
+        """Deliver what the channel layer did not bring (outage, drop at capacity).
+
+        Only numbers the database already had at the previous pass count as missing:
+        under load some message is always committed with its broadcast still in flight.
+        """
+        committed_before = {}  # room id -> the room's last_seq at the previous pass
         while True:
             await asyncio.sleep(settings.CHAT_RECONCILE_SECONDS)
             if not self.listeners:
+                committed_before = {}
                 continue
             try:
-                latest = await database_sync_to_async(selectors.room_last_seqs)(
-                    list(self.listeners)
-                )
-                for room_id, last_seq in latest.items():
+                rooms = list(self.listeners)
+                latest = await database_sync_to_async(selectors.room_last_seqs)(rooms)
+                for room_id, overdue in committed_before.items():
                     seen = self.seen.get(room_id, 0)
-                    if last_seq > seen:
+                    if room_id in self.listeners and overdue > seen:
                         logger.warning(
                             "room %s: seq %s..%s did not come through the channel layer; "
                             "delivering from the database",
                             room_id,
                             seen + 1,
-                            last_seq,
+                            overdue,
                         )
-                        await self.deliver(room_id, last_seq)
+                        await self.deliver(room_id, overdue)
+                committed_before = latest
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -72,7 +72,10 @@ def parse_frame(text):
         text = data.get("message") if isinstance(data.get("message"), str) else ""
         raise FrameError("The text holds a broken character.", text=SURROGATE.sub("\ufffd", text))
     if "HEADERS" in data and not isinstance(data["HEADERS"], dict):
-        raise FrameError("HEADERS must be an object.")
+        message = data.get("message")
+        raise FrameError(
+            "HEADERS must be an object.", text=message if isinstance(message, str) else ""
+        )
     if "last_seq" in data:
         _reject_unknown(data, CATCH_UP_FIELDS)
         return CatchUpFrame(last_seq=_sequence_number(data["last_seq"]))
