@@ -25,7 +25,8 @@ class RoomGetOrCreateTests:
         assert Room.objects.count() == 1
 
     @pytest.mark.parametrize(
-        ("name", "code"), [("", "blank"), ("   ", "blank"), ("x" * 81, "too_long"), ("!!!", "unusable")]
+        ("name", "code"),
+        [("", "blank"), ("   ", "blank"), ("x" * 81, "too_long"), ("!!!", "unusable")],
     )
     def test_refuses_bad_names_clearly(self, name, code):
         with pytest.raises(ValidationError) as error:
@@ -60,7 +61,10 @@ class MessageSaveTests:
     def test_numbers_messages_one_after_another_per_room(self):
         room, other = make_room(), make_room()
         author = make_user()
-        seqs = [services.message_save(room=room, author=author, text=f"m{i}").message.seq for i in range(3)]
+        seqs = [
+            services.message_save(room=room, author=author, text=f"m{i}").message.seq
+            for i in range(3)
+        ]
         assert seqs == [1, 2, 3]
         assert services.message_save(room=other, author=author, text="x").message.seq == 1
         room.refresh_from_db()
@@ -115,7 +119,9 @@ class RenderingTests:
             "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
         }
         room, author = make_room(), make_user(username="ann")
-        message = make_message(room=room, author=author, text="hello <b>you</b>\nsee https://example.com")
+        message = make_message(
+            room=room, author=author, text="hello <b>you</b>\nsee https://example.com"
+        )
         fragment = render_to_string("chat/_message.html", {"message": message}).strip()
 
         broadcast = services.message_render(message)
@@ -130,7 +136,10 @@ class RenderingTests:
 
     def test_text_is_escaped_and_links_made_safely(self):
         room = make_room()
-        message = make_message(room=room, text='<img src=x onerror=alert(1)> javascript:alert(1) https://example.com/?a=1&b=2')
+        message = make_message(
+            room=room,
+            text="<img src=x onerror=alert(1)> javascript:alert(1) https://example.com/?a=1&b=2",
+        )
         html = services.message_render(message)
         assert "<img" not in html
         assert "&lt;img src=x onerror=alert(1)&gt;" in html
