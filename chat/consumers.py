@@ -2,11 +2,13 @@
 
 import asyncio
 import logging
+import time
 import uuid
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.template.loader import render_to_string
 
@@ -15,6 +17,7 @@ from chat.fanout import CATCH_UP_LIMIT, get_hub
 from chat.protocol import CatchUpFrame, CloseCode, FrameError, parse_frame
 
 logger = logging.getLogger(__name__)
+timing_logger = logging.getLogger("chat.timing")
 
 # A page says which message it shows last right after connecting (the hidden catch-up
 # form). A client that never does gets messages after the one its URL names.
@@ -66,6 +69,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # --- from the page ---
 
     async def receive(self, text_data=None, bytes_data=None):
+        received = time.perf_counter()
         if text_data is None:
             return await self.send_composer(error="Binary frames are not accepted.")
         try:
@@ -89,6 +93,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except services.RateLimited as error:
             return await self.send_composer(
                 error=str(error), text=frame.text, client_key=frame.client_key
+            )
+        if settings.CHAT_TIMING_LOG:
+            timing_logger.info(
+                "post timing room=%s seq=%s received_to_published_ms=%.2f",
+                self.room.pk,
+                posted.message.seq,
+                (time.perf_counter() - received) * 1000,
             )
         await self.send_composer()
         # The sender's own page shows its message even before the broadcast comes back.

@@ -272,7 +272,13 @@ def _render_from_database(room_id, after_seq, upto_seq):
     messages = selectors.messages_after(
         room, after_seq=after_seq, upto_seq=upto_seq, limit=CATCH_UP_LIMIT
     )
-    return [(message.seq, services.message_render(message)) for message in messages]
+    return list(
+        zip(
+            [message.seq for message in messages],
+            services.messages_render_each(messages),
+            strict=True,
+        )
+    )
 
 
 _hubs = weakref.WeakKeyDictionary()

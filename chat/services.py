@@ -16,13 +16,13 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.text import slugify
 
 from chat.models import Message, Room
+from chat.rendering import with_fragments
 
 logger = logging.getLogger(__name__)
 
@@ -126,11 +126,15 @@ def rate_limit_check(user):
 
 def message_render(message):
     """The broadcast fragment of one message: `_message.html` in its append envelope."""
-    return render_to_string("chat/_messages_append.html", {"messages": [message]})
+    return messages_render_each([message])[0]
 
 
-def messages_render(messages):
-    return render_to_string("chat/_messages_append.html", {"messages": messages})
+def messages_render_each(messages):
+    """The broadcast fragment of each message, with one cache read for all of them."""
+    return [
+        render_to_string("chat/_messages_append.html", {"messages": [message]})
+        for message in with_fragments(messages)
+    ]
 
 
 def message_save(*, room, author, text, client_key=None):
@@ -140,17 +144,12 @@ def message_save(*, room, author, text, client_key=None):
         # Keyed by form AND text: the same form twice is one message, but new text sent
         # with a key the page did not get to replace yet is a new message.
         client_key = uuid.uuid5(client_key, text)
-        earlier = _message_with_key(author, client_key)
-        if earlier is not None:
-            return Posted(message=earlier, html=message_render(earlier), created=False)
     rate_limit_check(author)
     try:
         with transaction.atomic():
             # The UPDATE takes the room's row lock until commit: concurrent posters to
             # one room (in any process) get consecutive numbers in commit order.
-            now = timezone.now()
-            Room.objects.filter(pk=room.pk).update(last_seq=F("last_seq") + 1, last_message_at=now)
-            seq = Room.objects.values_list("last_seq", flat=True).get(pk=room.pk)
+            seq = _room_next_seq(room.pk, timezone.now())
             message = Message.objects.create(
                 room=room, author=author, seq=seq, text=text, client_key=client_key
             )
@@ -162,6 +161,18 @@ def message_save(*, room, author, text, client_key=None):
         return Posted(message=earlier, html=message_render(earlier), created=False)
     message.author = author
     return Posted(message=message, html=message_render(message), created=True)
+
+
+def _room_next_seq(room_id, now):
+    """Bump the room's last_seq and return it in one statement (UPDATE ... RETURNING)."""
+    table = connection.ops.quote_name(Room._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET last_seq = last_seq + 1, last_message_at = %s "  # noqa: S608
+            "WHERE id = %s RETURNING last_seq",
+            [connection.ops.adapt_datetimefield_value(now), room_id],
+        )
+        return cursor.fetchone()[0]
 
 
 def _message_with_key(author, client_key):
@@ -182,7 +193,9 @@ async def message_publish(posted):
 
 async def amessage_post(*, room, author, text, client_key=None):
     """Save, render once, publish. For async callers (the consumer)."""
-    posted = await database_sync_to_async(message_save)(
+    # Not thread-sensitive: saves from different sockets run side by side in the loop's
+    # executor (each thread has its own connection) instead of queueing for one thread.
+    posted = await database_sync_to_async(message_save, thread_sensitive=False)(
         room=room, author=author, text=text, client_key=client_key
     )
     await message_publish(posted)

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from chat import selectors, services
 from chat.forms import MessageForm, RoomForm, SignUpForm
 from chat.models import Room
+from chat.rendering import with_fragments
 
 
 @login_required
@@ -32,11 +33,12 @@ def room(request, slug):
     before = _sequence_number(request.GET.get("before"))
     if before is not None:
         messages = selectors.messages_before(room, before_seq=before, limit=settings.CHAT_PAGE_SIZE)
+        with_fragments(messages)
         if request.htmx:  # the "older" sentinel revealed at the top of the list
             context = {"room": room, "messages": messages, "page_size": settings.CHAT_PAGE_SIZE}
             return render(request, "chat/_older.html", context)
     else:
-        messages = selectors.messages_latest(room, limit=settings.CHAT_PAGE_SIZE)
+        messages = with_fragments(selectors.messages_latest(room, limit=settings.CHAT_PAGE_SIZE))
     return render(request, "chat/room.html", _room_context(room, messages, before=before))
 
 
@@ -60,7 +62,7 @@ def send(request, slug):
             form.add_error("message", error)
     if form.errors:
         # Shown again with the text kept and the same key, so a corrected resend is one message.
-        messages = selectors.messages_latest(room, limit=settings.CHAT_PAGE_SIZE)
+        messages = with_fragments(selectors.messages_latest(room, limit=settings.CHAT_PAGE_SIZE))
         context = _room_context(
             room,
             messages,

@@ -194,7 +194,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -211,6 +211,8 @@ CHAT_MAX_FRAME_BYTES = env_int("CHAT_MAX_FRAME_BYTES", 64 * 1024, minimum=1024)
 CHAT_RATE_LIMIT = parse_rate(os.environ.get("CHAT_RATE_LIMIT", "10/10"))
 # Usernames that CHAT_RATE_LIMIT does not apply to (the benchmark's users, for one).
 CHAT_RATE_LIMIT_EXEMPT = set(env_list("CHAT_RATE_LIMIT_EXEMPT"))
+# One INFO line per post with the time from frame received to broadcast published.
+CHAT_TIMING_LOG = env_bool("CHAT_TIMING_LOG", default=False)
 CHAT_PAGE_SIZE = env_int("CHAT_PAGE_SIZE", 50, minimum=1)
 # Every process checks the database this often for messages the channel layer did not
 # bring (a broker outage, a dropped group message) and delivers them.

@@ -1,5 +1,7 @@
 """Fixtures for tests that run real server processes (tests/system, tests/e2e)."""
 
+import tempfile
+
 import pytest
 
 from tests.support.redis import RedisServer
@@ -35,6 +37,7 @@ def system_env(system_database_url, system_redis):
         redis_url=system_redis.url,
         database_url=system_database_url,
         CHAT_RATE_LIMIT="off",
+        STATIC_ROOT=tempfile.mkdtemp(prefix="chat-static-"),
     )
     run_release(env)
     return env

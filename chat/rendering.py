@@ -1,0 +1,50 @@
+"""A message's HTML: `chat/_message.html`, rendered once per message and kept.
+
+Every path that shows a message (room page, older pages, broadcast, catch-up) takes its
+fragment from here, so a page of 50 messages costs one cache read instead of 50 renders,
+however long the history. The key carries a hash of the template's source: edit
+`_message.html`, restart, and old fragments are no longer used.
+"""
+
+import functools
+import hashlib
+import logging
+
+from django.core.cache import cache
+from django.template.loader import get_template, render_to_string
+from django.utils.safestring import mark_safe
+
+logger = logging.getLogger(__name__)
+
+MESSAGE_TEMPLATE = "chat/_message.html"
+KEEP_SECONDS = 7 * 24 * 3600
+
+
+@functools.cache
+def _template_version():
+    source = get_template(MESSAGE_TEMPLATE).template.source
+    return hashlib.sha256(source.encode()).hexdigest()[:12]
+
+
+def with_fragments(messages):
+    """Set `message.fragment` (the rendered `_message.html`) on each message; return them."""
+    keys = {message.pk: f"message-html:{_template_version()}:{message.pk}" for message in messages}
+    try:
+        found = cache.get_many(list(keys.values()))
+    except Exception:
+        logger.warning("message fragment cache unavailable; rendering", exc_info=True)
+        found = None
+    rendered = {}
+    for message in messages:
+        html = found.get(keys[message.pk]) if found is not None else None
+        if html is None:
+            html = rendered[keys[message.pk]] = render_to_string(
+                MESSAGE_TEMPLATE, {"message": message}
+            )
+        message.fragment = mark_safe(html)  # noqa: S308 - our autoescaped template's output
+    if rendered and found is not None:
+        try:
+            cache.set_many(rendered, timeout=KEEP_SECONDS)
+        except Exception:
+            logger.warning("could not keep rendered message fragments", exc_info=True)
+    return messages
