@@ -14,6 +14,7 @@ from the database in the meantime).
 """
 
 import asyncio
+import contextlib
 import logging
 import weakref
 from collections import OrderedDict
@@ -41,6 +42,8 @@ class RoomHub:
         self.recent = {}  # room id -> OrderedDict(seq -> rendered fragment)
         self.fill_locks = {}  # room id -> lock, so one gap is read from the database once
         self.tasks = []
+        self.waking = set()
+        self.starting = asyncio.Lock()
         self.subscribed = set()
 
     # --- sockets come and go ---
@@ -152,21 +155,31 @@ class RoomHub:
             recent.popitem(last=False)
 
     async def _start(self):
-        if self.channel is not None:
-            return
-        self.channel = await self.layer.new_channel(prefix="chat-process.")
-        self.tasks = [
-            asyncio.create_task(self._read(self.channel), name="chat-hub-read"),
-            asyncio.create_task(self._reconcile(), name="chat-hub-reconcile"),
-            asyncio.create_task(self._renew(), name="chat-hub-renew"),
-        ]
+        async with self.starting:
+            if self.channel is not None:
+                return
+            self.channel = await self.layer.new_channel(prefix="chat-process.")
+            self.tasks = [
+                asyncio.create_task(self._read(self.channel), name="chat-hub-read"),
+                asyncio.create_task(self._reconcile(), name="chat-hub-reconcile"),
+                asyncio.create_task(self._renew(), name="chat-hub-renew"),
+            ]
 
     def _stop(self):
         """No sockets left: stop reading, so an idle process holds no subscription."""
+        channel, self.channel = self.channel, None
         for task in self.tasks:
             task.cancel()
         self.tasks = []
-        self.channel = None
+        # channels_redis can swallow the cancel of a blocked receive: a message on the old
+        # channel wakes the reader, which then sees that its channel is no longer ours.
+        wake = asyncio.create_task(self._wake(channel), name="chat-hub-wake")
+        self.waking.add(wake)
+        wake.add_done_callback(self.waking.discard)
+
+    async def _wake(self, channel):
+        with contextlib.suppress(Exception):
+            await self.layer.send(channel, {"type": "chat.hub.stop"})
 
     async def _subscribe(self, room_id):
         try:
@@ -190,6 +203,8 @@ class RoomHub:
                     await self._subscribe_all()
                 event = await self.layer.receive(channel)
                 failures = 0
+                if self.channel != channel:
+                    return
             except asyncio.CancelledError:
                 raise
             except Exception:
