@@ -43,6 +43,7 @@ class RoomHub:
         self.fill_locks = {}  # room id -> lock, so one gap is read from the database once
         self.tasks = []
         self.waking = set()
+        self.publish_failures = 0
         self.starting = asyncio.Lock()
         self.subscribed = set()
 
@@ -85,6 +86,7 @@ class RoomHub:
         for attempt in (1, 2):
             try:
                 await self.layer.group_send(_group(room_id), event)
+                self.publish_failures = 0
                 return
             except Exception:
                 if attempt == 1:
@@ -92,12 +94,16 @@ class RoomHub:
                     await asyncio.sleep(0.05)
                     continue
                 # Stored but not broadcast: our own sockets get it now; other processes get
-                # it from the database on their next reconcile pass.
+                # it from the database on their next reconcile pass. One traceback per
+                # streak of failures: an overloaded process should not spend CPU on them.
+                self.publish_failures += 1
                 logger.warning(
-                    "channel layer publish failed for room %s seq %s; delivering from the database",
+                    "channel layer publish failed for room %s seq %s (%s in a row); "
+                    "delivering from the database",
                     room_id,
                     seq,
-                    exc_info=True,
+                    self.publish_failures,
+                    exc_info=self.publish_failures == 1,
                 )
                 await self.deliver(room_id, seq)
 

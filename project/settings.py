@@ -157,7 +157,14 @@ def channel_layers_and_caches(redis_url, prefix="chat"):
                     # redis-py 8 reads with a 5 s socket timeout by default, exactly as long as
                     # channels_redis blocks in BZPOPMIN: give the blocking read room to finish.
                     "hosts": [
-                        {"address": redis_url, "socket_timeout": 15, "socket_connect_timeout": 5}
+                        {
+                            "address": redis_url,
+                            "socket_timeout": 15,
+                            "socket_connect_timeout": 5,
+                            # redis-py's pool refuses (not waits) past 100 connections; a
+                            # busy process has more publishes than that in flight.
+                            "max_connections": 1000,
+                        }
                     ],
                     "group_expiry": CHAT_GROUP_EXPIRY,
                     # One channel per process carries every room it serves: give it room.
