@@ -131,10 +131,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.wanted_seq = max(self.wanted_seq, seq)
         if self.last_seq is None or seq <= self.last_seq:
             return  # position not known yet, or already shown
-        html = self.hub.cached(self.room.pk, seq)
-        if seq == self.last_seq + 1 and html is not None and not self.sending.locked():
-            self.last_seq = seq  # the common case: the next message, rendered once, in memory
-            await self.send(text_data=html)
+        frame = None if self.sending.locked() else self.hub.frame(self.room.pk, self.last_seq, seq)
+        if frame is not None:
+            self.last_seq = seq  # the common case: what follows, rendered once, in memory
+            await self.send(text_data=frame)
         else:
             self._start_filler()
 

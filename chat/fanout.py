@@ -31,6 +31,10 @@ logger = logging.getLogger(__name__)
 EVENT_TYPE = "chat.message"
 RECENT_PER_ROOM = 1024  # rendered fragments kept per room for catch-up without a query
 CATCH_UP_LIMIT = 500  # at most this many messages per catch-up batch
+# A fan-out pass longer than this means messages are queueing: wait a moment for the reader
+# to bring them in, so the next pass sends them together.
+BUSY_PASS_SECONDS = 0.01
+GATHER_SECONDS = 0.002
 
 
 class RoomHub:
@@ -41,6 +45,9 @@ class RoomHub:
         self.seen = {}  # room id -> highest sequence number fanned out here
         self.recent = {}  # room id -> OrderedDict(seq -> rendered fragment)
         self.fill_locks = {}  # room id -> lock, so one gap is read from the database once
+        self.pending = {}  # room id -> newest sequence number arrived but not yet fanned out
+        self.flushers = {}  # room id -> the task fanning out its pending messages
+        self.frames = {}
         self.tasks = []
         self.waking = set()
         self.publish_failures = 0
@@ -111,12 +118,20 @@ class RoomHub:
         """Bring every local socket of the room up to `seq`."""
         if seq > self.seen.get(room_id, 0):
             self.seen[room_id] = seq
+        self.frames = {}  # sockets at the same position share one joined frame per pass
         for listener in list(self.listeners.get(room_id, ())):
             await listener.catch_up(seq)
 
-    def cached(self, room_id, seq):
-        recent = self.recent.get(room_id)
-        return recent.get(seq) if recent else None
+    def frame(self, room_id, after_seq, upto_seq):
+        """One text frame with every message after `after_seq` up to `upto_seq`, if all
+        are in memory (the common case); None sends the socket to the slow path."""
+        key = (room_id, after_seq, upto_seq)
+        frame = self.frames.get(key)
+        if frame is None and upto_seq - after_seq <= CATCH_UP_LIMIT:
+            found = self._from_memory(room_id, after_seq, upto_seq)
+            if found is not None:
+                frame = self.frames[key] = "".join(html for _, html in found)
+        return frame
 
     async def fragments_after(self, room_id, after_seq, upto_seq=None):
         """[(seq, fragment)] for messages after `after_seq`, in order, gapless.
@@ -237,7 +252,26 @@ class RoomHub:
         if room_id not in self.listeners:
             return
         self._remember(room_id, seq, html)
-        await self.deliver(room_id, seq)
+        self.pending[room_id] = max(seq, self.pending.get(room_id, 0))
+        if room_id not in self.flushers:
+            self.flushers[room_id] = asyncio.create_task(self._flush(room_id))
+
+    async def _flush(self, room_id):
+        """Fan out what has arrived for a room: under load, several messages per frame.
+
+        Writing a frame to hundreds of sockets takes a while; messages that arrive
+        meanwhile go out together on the next pass, one frame per socket, instead of
+        one pass (and one frame per socket) each.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            while (upto := self.pending.pop(room_id, None)) is not None:
+                started = loop.time()
+                await self.deliver(room_id, upto)
+                if loop.time() - started > BUSY_PASS_SECONDS:
+                    await asyncio.sleep(GATHER_SECONDS)  # let the reader bring in the backlog
+        finally:
+            del self.flushers[room_id]
 
     async def _reconcile(self):
         """Deliver what the channel layer did not bring (outage, drop at capacity).
