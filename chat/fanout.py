@@ -49,7 +49,7 @@ class RoomHub:
         self.flushers = {}  # room id -> the task fanning out its pending messages
         self.frames = {}
         self.tasks = []
-        self.waking = set()
+        self.reapers = set()
         self.publish_failures = 0
         self.starting = asyncio.Lock()
         self.subscribed = set()
@@ -179,28 +179,32 @@ class RoomHub:
         async with self.starting:
             if self.channel is not None:
                 return
-            self.channel = await self.layer.new_channel(prefix="chat-process.")
+            self.channel = channel = await self.layer.new_channel(prefix="chat-process.")
             self.tasks = [
-                asyncio.create_task(self._read(self.channel), name="chat-hub-read"),
-                asyncio.create_task(self._reconcile(), name="chat-hub-reconcile"),
-                asyncio.create_task(self._renew(), name="chat-hub-renew"),
+                asyncio.create_task(self._read(channel), name="chat-hub-read"),
+                asyncio.create_task(self._reconcile(channel), name="chat-hub-reconcile"),
+                asyncio.create_task(self._renew(channel), name="chat-hub-renew"),
             ]
 
     def _stop(self):
         """No sockets left: stop reading, so an idle process holds no subscription."""
         channel, self.channel = self.channel, None
-        for task in self.tasks:
-            task.cancel()
-        self.tasks = []
-        # channels_redis can swallow the cancel of a blocked receive: a message on the old
-        # channel wakes the reader, which then sees that its channel is no longer ours.
-        wake = asyncio.create_task(self._wake(channel), name="chat-hub-wake")
-        self.waking.add(wake)
-        wake.add_done_callback(self.waking.discard)
+        tasks, self.tasks = self.tasks, []
+        reaper = asyncio.create_task(self._reap(tasks, channel), name="chat-hub-reap")
+        self.reapers.add(reaper)
+        reaper.add_done_callback(self.reapers.discard)
 
-    async def _wake(self, channel):
-        with contextlib.suppress(Exception):
-            await self.layer.send(channel, {"type": "chat.hub.stop"})
+    async def _reap(self, tasks, channel):
+        """Cancel until done: on Python 3.11, redis-py's `asyncio.wait_for` can swallow a
+        cancel (CPython gh-86296), and a reader blocked in receive needs a message."""
+        pending = set(tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.5)
+            if pending:
+                with contextlib.suppress(Exception):
+                    await self.layer.send(channel, {"type": "chat.hub.stop"})
 
     async def _subscribe(self, room_id):
         try:
@@ -273,7 +277,7 @@ class RoomHub:
         finally:
             del self.flushers[room_id]
 
-    async def _reconcile(self):
+    async def _reconcile(self, channel):
         """Deliver what the channel layer did not bring (outage, drop at capacity).
 
         Only numbers the database already had at the previous pass count as missing:
@@ -282,6 +286,8 @@ class RoomHub:
         committed_before = {}  # room id -> the room's last_seq at the previous pass
         while True:
             await asyncio.sleep(settings.CHAT_RECONCILE_SECONDS)
+            if self.channel != channel:
+                return  # this hub was stopped (a cancel may have been swallowed)
             if not self.listeners:
                 committed_before = {}
                 continue
@@ -305,10 +311,12 @@ class RoomHub:
             except Exception:
                 logger.warning("reconcile pass failed; retrying", exc_info=True)
 
-    async def _renew(self):
+    async def _renew(self, channel):
         """Re-join every group well before the channel layer's group expiry drops us."""
         while True:
             await asyncio.sleep(max(1.0, settings.CHAT_GROUP_EXPIRY / 3))
+            if self.channel != channel:
+                return
             try:
                 await self._subscribe_all()
             except asyncio.CancelledError:

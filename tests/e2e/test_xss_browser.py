@@ -112,7 +112,7 @@ def test_hostile_messages_show_as_text_run_nothing_and_trigger_no_htmx(start_web
     assert [text for _, _, text in live] == PAYLOADS
     assert {author for _, author, _ in live} == {mallory.username}
 
-    # The same after a reload: the page fetches only itself, its stylesheet and htmx.
+    # The same after a reload: the page fetches only itself, its stylesheet, icon and htmx.
     reader.requests.clear()
     reader_page.reload()
     reader_page.wait_for_load_state("networkidle")
@@ -124,11 +124,12 @@ def test_hostile_messages_show_as_text_run_nothing_and_trigger_no_htmx(start_web
         for request in reader.requests
         if urlsplit(request.url).path != "/favicon.ico"
     )
-    assert len(fetched) == 4, fetched
+    assert len(fetched) == 5, fetched
     assert fetched[0].startswith("/chat/"), fetched
     assert re.fullmatch(r"/static/chat/chat[\w.]*\.css", fetched[1]), fetched
-    assert re.fullmatch(r"/static/django_htmx/ext/hx-ws-2[\w.]*\.js", fetched[2]), fetched
-    assert re.fullmatch(r"/static/django_htmx/htmx-2[\w.]*\.js", fetched[3]), fetched
+    assert re.fullmatch(r"/static/chat/favicon[\w.]*\.svg", fetched[2]), fetched
+    assert re.fullmatch(r"/static/django_htmx/ext/hx-ws-2[\w.]*\.js", fetched[3]), fetched
+    assert re.fullmatch(r"/static/django_htmx/htmx-2[\w.]*\.js", fetched[4]), fetched
     assert reader.dialogs == [] and reader.page_errors == []
     expect(reader_page.locator(".whoami")).to_have_text(reader.username)  # still logged in
 
