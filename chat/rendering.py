@@ -26,11 +26,14 @@ def _template_version():
     return hashlib.sha256(source.encode()).hexdigest()[:12]
 
 
-def with_fragments(messages):
-    """Set `message.fragment` (the rendered `_message.html`) on each message; return them."""
+def with_fragments(messages, *, new=False):
+    """Set `message.fragment` (the rendered `_message.html`) on each message; return them.
+
+    `new`: the messages were just saved, so there is nothing to look up, only to keep.
+    """
     keys = {message.pk: f"message-html:{_template_version()}:{message.pk}" for message in messages}
     try:
-        found = cache.get_many(list(keys.values()))
+        found = {} if new else cache.get_many(list(keys.values()))
     except Exception:
         logger.warning("message fragment cache unavailable; rendering", exc_info=True)
         found = None

@@ -124,16 +124,16 @@ def rate_limit_check(user):
     raise RateLimited(retry_after=max(1, int((window + 1) * seconds - now) + 1))
 
 
-def message_render(message):
+def message_render(message, *, new=False):
     """The broadcast fragment of one message: `_message.html` in its append envelope."""
-    return messages_render_each([message])[0]
+    return messages_render_each([message], new=new)[0]
 
 
-def messages_render_each(messages):
+def messages_render_each(messages, *, new=False):
     """The broadcast fragment of each message, with one cache read for all of them."""
     return [
         render_to_string("chat/_messages_append.html", {"messages": [message]})
-        for message in with_fragments(messages)
+        for message in with_fragments(messages, new=new)
     ]
 
 
@@ -160,7 +160,7 @@ def message_save(*, room, author, text, client_key=None):
             raise
         return Posted(message=earlier, html=message_render(earlier), created=False)
     message.author = author
-    return Posted(message=message, html=message_render(message), created=True)
+    return Posted(message=message, html=message_render(message, new=True), created=True)
 
 
 def _room_next_seq(room_id, now):
