@@ -27,13 +27,11 @@ import json
 import os
 import platform
 import random
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +60,12 @@ def main():
 
     import redis
 
-    from tests.support.servers import server_environment
+    from tests.support.servers import (
+        drop_database,
+        new_database,
+        run_release,
+        server_environment,
+    )
 
     started = time.monotonic()
     results = {
@@ -77,14 +80,14 @@ def main():
         "databases": {},
     }
     for vendor in [name.strip() for name in args.databases.split(",") if name.strip()]:
-        url = new_database(vendor, args.postgres_url)
+        url = new_database(vendor, args.postgres_url, prefix="chat_bench_history")
         try:
             # Redis as deployed: the cache (kept message fragments, sessions stay in the DB).
             redis.Redis.from_url(args.redis_url).flushdb()
             env = server_environment(redis_url=args.redis_url, database_url=url, DEBUG="false")
             env["ALLOWED_HOSTS"] = "testserver,127.0.0.1,localhost"
             progress(f"[{vendor}] migrate + collectstatic (the Procfile's release step)")
-            release(env)
+            run_release(env, quiet=True)
             with tempfile.NamedTemporaryFile(suffix=".json") as out:
                 subprocess.run(
                     [
@@ -103,56 +106,13 @@ def main():
                 )
                 results["databases"][vendor] = json.loads(Path(out.name).read_text())
         finally:
-            remove_database(url)
+            drop_database(url)
     results["seconds"] = round(time.monotonic() - started, 1)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     progress("")
     print_table(results)
     print(f"\nwrote {os.path.relpath(args.out)} in {results['seconds']:.0f} s")
-
-
-def release(env):
-    """tests.support.servers.run_release, with its output kept off the progress line."""
-    from tests.support.servers import procfile_command
-
-    for command in (
-        ["bash", "-c", procfile_command("release")],
-        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
-    ):
-        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-        if done.returncode:
-            raise SystemExit(f"{command} failed:\n{done.stdout}\n{done.stderr}")
-
-
-def remove_database(url):
-    """Drop the PostgreSQL database, or delete the SQLite file's temporary folder."""
-    if url.startswith("sqlite:///"):
-        folder = Path(url.removeprefix("sqlite:///")).parent
-        if folder.name.startswith("chat-bench-history-"):
-            shutil.rmtree(folder, ignore_errors=True)
-        return
-    from tests.support.servers import drop_database
-
-    drop_database(url)
-
-
-def new_database(vendor, postgres_url):
-    if vendor == "sqlite":
-        return f"sqlite:///{tempfile.mkdtemp(prefix='chat-bench-history-')}/db.sqlite3"
-    if vendor == "postgresql":
-        import psycopg
-
-        from tests.support.servers import _with_db
-
-        name = f"chat_bench_history_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(postgres_url, autocommit=True) as connection:
-            connection.execute(f'CREATE DATABASE "{name}"')
-        return _with_db(postgres_url, name)
-    raise SystemExit(f"unknown database {vendor!r}: sqlite or postgresql")
-
-
-# --- the worker: one database, one process ---
 
 
 def worker(args):

@@ -39,11 +39,8 @@ import json
 import os
 import platform
 import re
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -59,7 +56,9 @@ from tests.support.accounts import HttpSession  # noqa: E402
 from tests.support.servers import (  # noqa: E402
     WebProcess,
     drop_database,
+    new_database,
     procfile_command,
+    run_release,
     server_environment,
 )
 
@@ -124,7 +123,7 @@ def run_database(vendor, args):
     import redis
 
     redis.Redis.from_url(args.redis_url).flushdb()
-    url = new_database(vendor, args.postgres_url)
+    url = new_database(vendor, args.postgres_url, prefix="chat_bench_posting")
     users = [f"bench-post-{number:02d}" for number in range(args.users)]
     env = server_environment(
         redis_url=args.redis_url,
@@ -138,7 +137,7 @@ def run_database(vendor, args):
     web = None
     try:
         progress(f"[{vendor}] migrate + collectstatic (the Procfile's release step)")
-        release(env)
+        run_release(env, quiet=True)
         web = WebProcess(env, name="web.1")
         progress(f"[{vendor}] starting web: {procfile_command('web')}")
         web.start(timeout=90)
@@ -174,7 +173,7 @@ def run_database(vendor, args):
     finally:
         if web is not None:
             web.stop()
-        remove_database(url)
+        drop_database(url)
 
 
 async def post_and_measure(vendor, args, web, sessions, slugs):
@@ -408,42 +407,6 @@ def summary(values_ms):
 
 
 # --- plumbing ---
-
-
-def release(env):
-    """tests.support.servers.run_release, with its output kept off the progress line."""
-    for command in (
-        ["bash", "-c", procfile_command("release")],
-        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
-    ):
-        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-        if done.returncode:
-            raise SystemExit(f"{command} failed:\n{done.stdout}\n{done.stderr}")
-
-
-def remove_database(url):
-    """Drop the PostgreSQL database, or delete the SQLite file's temporary folder."""
-    if url.startswith("sqlite:///"):
-        folder = Path(url.removeprefix("sqlite:///")).parent
-        if folder.name.startswith("chat-bench-posting-"):
-            shutil.rmtree(folder, ignore_errors=True)
-        return
-    drop_database(url)
-
-
-def new_database(vendor, postgres_url):
-    if vendor == "sqlite":
-        return f"sqlite:///{tempfile.mkdtemp(prefix='chat-bench-posting-')}/db.sqlite3"
-    if vendor == "postgresql":
-        import psycopg
-
-        from tests.support.servers import _with_db
-
-        name = f"chat_bench_posting_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(postgres_url, autocommit=True) as connection:
-            connection.execute(f'CREATE DATABASE "{name}"')
-        return _with_db(postgres_url, name)
-    raise SystemExit(f"unknown database {vendor!r}: sqlite or postgresql")
 
 
 def cpu_seconds(pid):

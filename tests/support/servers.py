@@ -1,6 +1,7 @@
 """Real server processes, started exactly as the Procfile starts them."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,15 +48,18 @@ def server_environment(*, redis_url, database_url, **extra):
     return env
 
 
-def run_release(env):
-    """The Procfile's `release:` step (migrate), plus collectstatic as the build step does."""
-    subprocess.run(["bash", "-c", procfile_command("release")], cwd=ROOT, env=env, check=True)
-    subprocess.run(
+def run_release(env, *, quiet=False):
+    """The Procfile's `release:` step (migrate), plus collectstatic as the build step does.
+
+    `quiet` keeps their output (a benchmark's progress line) to the error, if any.
+    """
+    for command in (
+        ["bash", "-c", procfile_command("release")],
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-    )
+    ):
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=quiet, text=True)
+        if done.returncode:
+            raise RuntimeError(f"{command} failed:\n{done.stdout}\n{done.stderr}")
 
 
 class WebProcess:
@@ -120,13 +124,24 @@ def fresh_database_url():
     """A new empty database of the kind DATABASE_URL names (PostgreSQL), or a SQLite file."""
     base = os.environ.get("DATABASE_URL", "")
     if base.startswith(("postgres://", "postgresql://")):
+        return new_database("postgresql", base)
+    return new_database("sqlite")
+
+
+def new_database(vendor, postgres_url=None, *, prefix="chat_system"):
+    """A new empty database: a SQLite file in a folder of its own, or a PostgreSQL
+    database created on the server `postgres_url` names. Remove it with drop_database."""
+    if vendor == "sqlite":
+        folder = tempfile.mkdtemp(prefix=f"{prefix.replace('_', '-')}-")
+        return f"sqlite:///{folder}/db.sqlite3"
+    if vendor == "postgresql":
         import psycopg
 
-        name = f"chat_system_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(base, autocommit=True) as connection:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(postgres_url, autocommit=True) as connection:
             connection.execute(f'CREATE DATABASE "{name}"')
-        return _with_db(base, name)
-    return f"sqlite:///{tempfile.mkdtemp(prefix='chat-system-')}/db.sqlite3"
+        return _with_db(postgres_url, name)
+    raise ValueError(f"unknown database {vendor!r}: sqlite or postgresql")
 
 
 def _with_db(url, name):
@@ -137,12 +152,17 @@ def _with_db(url, name):
 
 
 def drop_database(url):
-    if url.startswith(("postgres://", "postgresql://")):
-        from urllib.parse import urlsplit
+    """Drop a database made by new_database."""
+    if url.startswith("sqlite:///"):
+        folder = Path(url.removeprefix("sqlite:///")).parent
+        if folder.name.startswith("chat-"):
+            shutil.rmtree(folder, ignore_errors=True)
+        return
+    from urllib.parse import urlsplit
 
-        import psycopg
+    import psycopg
 
-        name = urlsplit(url).path.lstrip("/")
-        admin = _with_db(url, "postgres")
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    name = urlsplit(url).path.lstrip("/")
+    admin = _with_db(url, "postgres")
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
