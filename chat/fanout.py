@@ -49,7 +49,7 @@ class RoomHub:
         self.flushers = {}  # room id -> the task fanning out its pending messages
         self.frames = {}
         self.tasks = []
-        self.reapers = set()
+        self.stopping = set()
         self.publish_failures = 0
         self.starting = asyncio.Lock()
         self.subscribed = set()
@@ -189,22 +189,29 @@ class RoomHub:
     def _stop(self):
         """No sockets left: stop reading, so an idle process holds no subscription."""
         channel, self.channel = self.channel, None
-        tasks, self.tasks = self.tasks, []
-        reaper = asyncio.create_task(self._reap(tasks, channel), name="chat-hub-reap")
-        self.reapers.add(reaper)
-        reaper.add_done_callback(self.reapers.discard)
+        reader, *loops = self.tasks
+        self.tasks = []
+        stopping = asyncio.create_task(self._end(reader, loops, channel), name="chat-hub-end")
+        self.stopping.add(stopping)
+        stopping.add_done_callback(self.stopping.discard)
 
-    async def _reap(self, tasks, channel):
-        """Cancel until done: on Python 3.11, redis-py's `asyncio.wait_for` can swallow a
-        cancel (CPython gh-86296), and a reader blocked in receive needs a message."""
-        pending = set(tasks)
+    async def _end(self, reader, loops, channel):
+        """End a stopped generation's tasks.
+
+        The reader is not cancelled: a cancel inside channels_redis's receive can leave
+        the layer's shared receive lock held, and then no channel of this process gets
+        anything. A message on its old channel wakes it, and it returns by itself. The
+        other loops are cancelled until they end: on Python 3.11, redis-py's
+        `asyncio.wait_for` can swallow a cancel (CPython gh-86296).
+        """
+        with contextlib.suppress(Exception):
+            await self.layer.send(channel, {"type": "chat.hub.stop"})
+        pending = set(loops)
         while pending:
             for task in pending:
                 task.cancel()
             _, pending = await asyncio.wait(pending, timeout=0.5)
-            if pending:
-                with contextlib.suppress(Exception):
-                    await self.layer.send(channel, {"type": "chat.hub.stop"})
+        await asyncio.wait([reader])
 
     async def _subscribe(self, room_id):
         try:
