@@ -5,6 +5,7 @@ keys under a prefix of its own and clears only those between tests.
 """
 
 import os
+import tempfile
 import uuid
 
 import pytest
@@ -28,6 +29,12 @@ def pytest_configure(config):
     os.environ["TEST_REDIS_URL"] = url
     settings.REDIS_URL = url
     settings.CHANNEL_LAYERS, settings.CACHES = channel_layers_and_caches(url, prefix=RUN_PREFIX)
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        # A file, not Django's shared-cache in-memory test database: there, two sockets
+        # saving at once fail with "table is locked" instead of waiting their turn.
+        folder = tempfile.mkdtemp(prefix="chat-test-db-")
+        database["TEST"] = {**database.get("TEST", {}), "NAME": f"{folder}/test.sqlite3"}
 
 
 def pytest_unconfigure(config):

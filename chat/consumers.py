@@ -10,6 +10,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import DatabaseError
 from django.template.loader import render_to_string
 
 from chat import selectors, services
@@ -93,6 +94,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except services.RateLimited as error:
             return await self.send_composer(
                 error=str(error), text=frame.text, client_key=frame.client_key
+            )
+        except DatabaseError:
+            # Nothing was stored (the transaction rolled back); the same key makes a retry safe.
+            logger.warning("could not save a message in room %s", self.room.pk, exc_info=True)
+            return await self.send_composer(
+                error="That could not be sent just now. Try again.",
+                text=frame.text,
+                client_key=frame.client_key,
             )
         if settings.CHAT_TIMING_LOG:
             timing_logger.info(

@@ -37,6 +37,19 @@ def env_int(name, default, *, minimum=0):
     return number
 
 
+def env_seconds(name, default, *, minimum):
+    value = os.environ.get(name, "")
+    if value == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number of seconds, not {value!r}") from None
+    if not minimum <= number < float("inf"):
+        raise ImproperlyConfigured(f"{name} must be at least {minimum} seconds, not {value!r}")
+    return number
+
+
 def env_list(name, default=""):
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -224,7 +237,7 @@ CHAT_TIMING_LOG = env_bool("CHAT_TIMING_LOG", default=False)
 CHAT_PAGE_SIZE = env_int("CHAT_PAGE_SIZE", 50, minimum=1)
 # Every process checks the database this often for messages the channel layer did not
 # bring (a broker outage, a dropped group message) and delivers them.
-CHAT_RECONCILE_SECONDS = float(os.environ.get("CHAT_RECONCILE_SECONDS", "2") or 2)
+CHAT_RECONCILE_SECONDS = env_seconds("CHAT_RECONCILE_SECONDS", 2.0, minimum=0.05)
 CHAT_LOGIN_FAILURE_LIMIT = env_int("CHAT_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 CHAT_LOGIN_LOCKOUT_SECONDS = env_int("CHAT_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
 
