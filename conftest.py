@@ -34,7 +34,10 @@ def pytest_configure(config):
         # A file, not Django's shared-cache in-memory test database: there, two sockets
         # saving at once fail with "table is locked" instead of waiting their turn.
         folder = tempfile.mkdtemp(prefix="chat-test-db-")
-        database["TEST"] = {**database.get("TEST", {}), "NAME": f"{folder}/test.sqlite3"}
+        test_name = f"{folder}/test.sqlite3"
+    else:
+        test_name = f"test_{RUN_PREFIX.replace('-', '_')}"  # runs side by side do not collide
+    database["TEST"] = {**database.get("TEST", {}), "NAME": test_name}
 
 
 def pytest_unconfigure(config):
