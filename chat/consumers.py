@@ -55,7 +55,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code):
         if self.room is not None:
-            self.fallback.cancel()
+            if self.fallback:
+                self.fallback.cancel()
             await self.hub.leave(self.room.pk, self)
             if self.filler:
                 self.filler.cancel()
@@ -129,7 +130,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     def page_position_known(self, last_seq):
         """The page shows everything up to `last_seq`: send it what follows, from the database."""
-        self.fallback.cancel()
+        if self.fallback:
+            self.fallback.cancel()
+            self.fallback = None
         # Never move back: frames already in flight may be newer than what the page reported.
         self.last_seq = last_seq if self.last_seq is None else max(self.last_seq, last_seq)
         self.read_database = True

@@ -10,9 +10,10 @@ import functools
 import hashlib
 import logging
 
-from django.core.cache import cache
 from django.template.loader import get_template, render_to_string
 from django.utils.safestring import mark_safe
+
+from chat.caching import shared_cache
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def with_fragments(messages, *, new=False):
     """
     keys = {message.pk: f"message-html:{_template_version()}:{message.pk}" for message in messages}
     try:
-        found = {} if new else cache.get_many(list(keys.values()))
+        found = {} if new else shared_cache().get_many(list(keys.values()))
     except Exception:
         logger.warning("message fragment cache unavailable; rendering", exc_info=True)
         found = None
@@ -47,7 +48,7 @@ def with_fragments(messages, *, new=False):
         message.fragment = mark_safe(html)  # noqa: S308 - our autoescaped template's output
     if rendered and found is not None:
         try:
-            cache.set_many(rendered, timeout=KEEP_SECONDS)
+            shared_cache().set_many(rendered, timeout=KEEP_SECONDS)
         except Exception:
             logger.warning("could not keep rendered message fragments", exc_info=True)
     return messages

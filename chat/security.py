@@ -60,6 +60,8 @@ class SessionUserMiddleware:
         session_key = scope["cookies"].get(settings.SESSION_COOKIE_NAME)
         scope = dict(scope, session=self.session_store(session_key))
         scope["user"] = await get_user(scope)
+        # Kept for the socket's whole life otherwise, and nothing reads them again.
+        del scope["session"], scope["cookies"]
         return await self.inner(scope, receive, send)
 
 

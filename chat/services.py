@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.text import slugify
 
+from chat.caching import shared_cache
 from chat.models import Message, Room
 from chat.rendering import with_fragments
 
@@ -108,6 +108,7 @@ def rate_limit_check(user):
     window = int(now // seconds)
     key, previous_key = f"rate:{user.pk}:{window}", f"rate:{user.pk}:{window - 1}"
     try:
+        cache = shared_cache()
         cache.add(key, 0, timeout=2 * seconds + 1)
         count = cache.incr(key)
         previous = cache.get(previous_key, 0)
