@@ -210,6 +210,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
 call_command("migrate", verbosity=0)
+call_command("collectstatic", interactive=False, verbosity=0)  # pages name hashed files
 get_user_model().objects.create_user("alice", password="a-long-test-password")
 client = Client()
 plain = client.get("/accounts/login/")
@@ -235,7 +236,7 @@ print(json.dumps({
 """
 
 
-def test_platform_responses_redirect_to_https_and_send_secure_httponly_cookies():
+def test_platform_responses_redirect_to_https_and_send_secure_httponly_cookies(tmp_path):
     result = run(
         ["-c", RESPONSES],
         **{
@@ -244,6 +245,7 @@ def test_platform_responses_redirect_to_https_and_send_secure_httponly_cookies()
             "DATABASE_URL": "sqlite://:memory:",
             "REDIS_URL": None,  # the login throttle uses the cache: keep it in memory here
             "SECRET_KEY": strong_key(),
+            "STATIC_ROOT": str(tmp_path / "static"),
         },
     )
     assert result.returncode == 0, result.stderr[-3000:]
