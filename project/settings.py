@@ -129,8 +129,9 @@ TEMPLATES = [
 # SQLite in IMMEDIATE mode takes the write lock at BEGIN, so two processes assigning a
 # room's next sequence number queue up instead of failing with "database is locked".
 DATABASES = {
-    "default": dj_database_url.config(
-        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+    "default": dj_database_url.parse(
+        # An empty DATABASE_URL means "not set", as for every other variable here.
+        os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
         conn_health_checks=True,
     )
