@@ -64,3 +64,18 @@ def _fresh_channel_layer_and_cache():
     channel_layers.backends.clear()
     yield
     channel_layers.backends.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _end_worker_connections(django_db_setup, django_db_blocker):
+    """Let the test database be dropped at the end: sockets saved messages from executor
+    threads, whose PostgreSQL connections would otherwise keep it open."""
+    yield
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
