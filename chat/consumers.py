@@ -146,7 +146,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         frame = None if self.sending.locked() else self.hub.frame(self.room.pk, self.last_seq, seq)
         if frame is not None:
             self.last_seq = seq  # the common case: what follows, rendered once, in memory
-            await self.send(text_data=frame)
+            # The hub's ready-made event, shared by every socket at this position; what
+            # `self.send(text_data=...)` would build, without a copy per socket.
+            await self.base_send(frame)
         else:
             self._start_filler()
 

@@ -31,10 +31,15 @@ logger = logging.getLogger(__name__)
 EVENT_TYPE = "chat.message"
 RECENT_PER_ROOM = 1024  # rendered fragments kept per room for catch-up without a query
 CATCH_UP_LIMIT = 500  # at most this many messages per catch-up batch
-# A fan-out pass longer than this means messages are queueing: wait a moment for the reader
-# to bring them in, so the next pass sends them together.
+# Pacing under load. A pass over hundreds of sockets keeps the event loop busy; passes
+# back to back would leave it no time to take in and save new messages, and each would
+# carry one message. So a pass longer than BUSY_PASS_SECONDS is followed by a pause as
+# long as the pass (at most MAX_PAUSE_SECONDS): fan-out gets at most about half of the
+# loop, and what arrives meanwhile goes out together, one frame per socket. The bench's
+# knee doubled with this (bench/README.md, "Pacing").
 BUSY_PASS_SECONDS = 0.01
-GATHER_SECONDS = 0.002
+MAX_PAUSE_SECONDS = 0.05
+YIELD_EVERY = 50  # sockets per slice of a pass: receiving and posting go on in between
 
 
 class RoomHub:
@@ -119,18 +124,24 @@ class RoomHub:
         if seq > self.seen.get(room_id, 0):
             self.seen[room_id] = seq
         self.frames = {}  # sockets at the same position share one joined frame per pass
-        for listener in list(self.listeners.get(room_id, ())):
+        for index, listener in enumerate(list(self.listeners.get(room_id, ())), 1):
             await listener.catch_up(seq)
+            if index % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
 
     def frame(self, room_id, after_seq, upto_seq):
-        """One text frame with every message after `after_seq` up to `upto_seq`, if all
-        are in memory (the common case); None sends the socket to the slow path."""
+        """The `websocket.send` event with every message after `after_seq` up to `upto_seq`,
+        if all are in memory (the common case); None sends the socket to the slow path.
+
+        One event object per pass and position, shared by all sockets there: the server
+        only reads it."""
         key = (room_id, after_seq, upto_seq)
         frame = self.frames.get(key)
         if frame is None and upto_seq - after_seq <= CATCH_UP_LIMIT:
             found = self._from_memory(room_id, after_seq, upto_seq)
             if found is not None:
-                frame = self.frames[key] = "".join(html for _, html in found)
+                text = "".join(html for _, html in found)
+                frame = self.frames[key] = {"type": "websocket.send", "text": text}
         return frame
 
     async def fragments_after(self, room_id, after_seq, upto_seq=None):
@@ -271,16 +282,17 @@ class RoomHub:
         """Fan out what has arrived for a room: under load, several messages per frame.
 
         Writing a frame to hundreds of sockets takes a while; messages that arrive
-        meanwhile go out together on the next pass, one frame per socket, instead of
-        one pass (and one frame per socket) each.
+        meanwhile, or during the pause after a long pass, go out together on the next
+        pass, one frame per socket, instead of one pass (and one frame per socket) each.
         """
         loop = asyncio.get_running_loop()
         try:
             while (upto := self.pending.pop(room_id, None)) is not None:
                 started = loop.time()
                 await self.deliver(room_id, upto)
-                if loop.time() - started > BUSY_PASS_SECONDS:
-                    await asyncio.sleep(GATHER_SECONDS)  # let the reader bring in the backlog
+                took = loop.time() - started
+                if took > BUSY_PASS_SECONDS:
+                    await asyncio.sleep(min(took, MAX_PAUSE_SECONDS))
         finally:
             del self.flushers[room_id]
 
