@@ -55,8 +55,9 @@ UVICORN = (
     "uvicorn --host 127.0.0.1 --port $PORT --ws websockets-sansio --no-access-log --lifespan off"
 )
 BENCH_USER = "bench"
-DEFAULT_RATES = "500,1000,2500,5000,7500,10000,15000,20000,30000,40000,50000,60000"
+DEFAULT_RATES = "500,1000,2500,5000,7500,10000,15000,20000,30000,40000,50000,60000,70000,80000"
 QUICK_RATES = "500,1000,2500,5000"
+WARM_UP_SECONDS = 5  # traffic after the sockets open, before the first step
 MIN_MESSAGES = 20  # per step, see Bench.run_system
 PRIME_SOCKETS = 100  # opened and closed before the empty RSS reading, see Bench.idle_rss
 SYSTEM_NAMES = (
@@ -511,8 +512,15 @@ class Bench:
                 result["error"] = f"sockets failed to open: {opened['errors']}"
                 return result
             await settle(meter_pids)
+            # Not measured: the server has just taken on hundreds of sockets, and the first
+            # collections over them (tens of ms each) belong to the connect, not to a step.
             check = await self.step(
-                system, posters, meter, rate=5 * args.sockets, duration=1, record=False
+                system,
+                posters,
+                meter,
+                rate=5 * args.sockets,
+                duration=WARM_UP_SECONDS,
+                record=False,
             )
             if check["delivered"] < check["expected"]:
                 result["error"] = f"warm-up lost frames: {check}"
