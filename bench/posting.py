@@ -25,8 +25,8 @@ Reported intervals (client side, localhost):
   own   send -> the sender's own socket receives the message fragment.
   peer  send -> each of the other sockets of the room receives the fragment (through
         Redis, the process's room subscription and the local fan-out).
-  server (only when the server logs it, see /tmp/bugs/history.md): "frame received ->
-        group_send returned" measured inside the consumer, parsed from the web log lines
+  server "frame received -> group_send returned" measured inside the consumer (this bench
+        starts the server with CHAT_TIMING_LOG=true), parsed from the web log lines
         `post timing ... received_to_published_ms=<x>`.
 
 Also: delivered fraction, the load generator's own lateness, server CPU. Writes
@@ -130,8 +130,7 @@ def run_database(vendor, args):
         database_url=url,
         CHAT_RATE_LIMIT_EXEMPT=",".join(users),
         CHAT_LOG_LEVEL="INFO",
-        # Server-side timing lines, when the server has them (see /tmp/bugs/history.md);
-        # an unknown setting is ignored otherwise.
+        # One `post timing ... received_to_published_ms=` line per post (consumers.py).
         CHAT_TIMING_LOG="true",
     )
     web = None
