@@ -92,8 +92,14 @@ class RoomHub:
     # --- messages go out and come in ---
 
     async def publish(self, room_id, seq, html):
-        """Send one rendered message to every process serving the room."""
+        """Send one rendered message to every process serving the room.
+
+        This process's own sockets get it at once, without waiting for the echo through
+        Redis (under load, a busy event loop's reader lagged behind by a second and more);
+        the echo is then dropped as already seen.
+        """
         self._remember(room_id, seq, html)
+        self._schedule(room_id, seq)
         event = {"type": EVENT_TYPE, "room": room_id, "seq": seq, "html": html}
         for attempt in (1, 2):
             try:
@@ -111,13 +117,12 @@ class RoomHub:
                 self.publish_failures += 1
                 logger.warning(
                     "channel layer publish failed for room %s seq %s (%s in a row); "
-                    "delivering from the database",
+                    "other processes get it from the database",
                     room_id,
                     seq,
                     self.publish_failures,
                     exc_info=self.publish_failures == 1,
                 )
-                await self.deliver(room_id, seq)
 
     async def deliver(self, room_id, seq):
         """Bring every local socket of the room up to `seq`."""
@@ -271,9 +276,15 @@ class RoomHub:
             logger.warning("ignoring unexpected channel-layer event of type %r", event.get("type"))
             return
         room_id, seq, html = event["room"], event["seq"], event["html"]
+        if room_id not in self.listeners or seq <= self.seen.get(room_id, 0):
+            return  # not served here, or already fanned out (our own publish, a reconcile)
+        self._remember(room_id, seq, html)
+        self._schedule(room_id, seq)
+
+    def _schedule(self, room_id, seq):
+        """Have the room's sockets brought up to `seq` by its flusher task."""
         if room_id not in self.listeners:
             return
-        self._remember(room_id, seq, html)
         self.pending[room_id] = max(seq, self.pending.get(room_id, 0))
         if room_id not in self.flushers:
             self.flushers[room_id] = asyncio.create_task(self._flush(room_id))

@@ -48,7 +48,10 @@ def with_fragments(messages, *, new=False):
         message.fragment = mark_safe(html)  # noqa: S308 - our autoescaped template's output
     if rendered and found is not None:
         try:
-            shared_cache().set_many(rendered, timeout=KEEP_SECONDS)
+            if len(rendered) == 1:  # a new message: a plain SET, no pipeline
+                shared_cache().set(*rendered.popitem(), timeout=KEEP_SECONDS)
+            else:
+                shared_cache().set_many(rendered, timeout=KEEP_SECONDS)
         except Exception:
             logger.warning("could not keep rendered message fragments", exc_info=True)
     return messages

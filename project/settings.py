@@ -190,7 +190,7 @@ def channel_layers_and_caches(redis_url, prefix="chat"):
         },
         {
             "default": {
-                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "BACKEND": "chat.caching.RedisCache",
                 "LOCATION": redis_url,
                 "KEY_PREFIX": prefix,
             }
