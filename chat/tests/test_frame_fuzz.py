@@ -271,6 +271,8 @@ def test_generated_frames_store_only_valid_text_and_leave_the_room_working(setti
         # position ahead of the page.
         for number in range(1, 4):
             run(sender.send(json.dumps({"message": f"warm-up {number}"})))
+            # The sender's own message may come before or after its composer: await both.
+            assert run(sender.expect_composer()).error is None
             for page in (sender, reader):
                 run(page.expect_message(f"warm-up {number}"))
         sender.pending = []
