@@ -2,17 +2,20 @@
 
 Every path that shows a message (room page, older pages, broadcast, catch-up) takes its
 fragment from here, so a page of 50 messages costs one cache read instead of 50 renders,
-however long the history. The key carries a hash of the template's source: edit
+however long the history; pages read only each message's (pk, seq) from the database
+(`shown_messages`), and whole rows, with authors, only for fragments not kept yet. The key carries a hash of the template's source: edit
 `_message.html`, restart, and old fragments are no longer used.
 """
 
 import functools
 import hashlib
 import logging
+from dataclasses import dataclass
 
 from django.template.loader import get_template, render_to_string
 from django.utils.safestring import mark_safe
 
+from chat import selectors
 from chat.caching import shared_cache
 
 logger = logging.getLogger(__name__)
@@ -27,12 +30,45 @@ def _template_version():
     return hashlib.sha256(source.encode()).hexdigest()[:12]
 
 
+@dataclass(frozen=True, slots=True)
+class ShownMessage:
+    """What a page's list needs of a message: its numbers and its rendered HTML."""
+
+    pk: int
+    seq: int
+    fragment: str
+
+
+def shown_messages(positions):
+    """[ShownMessage] for [(pk, seq)] in that order: one cache read for all of them, and
+    one query (and a render) only for those the cache does not have yet."""
+    keys = {pk: _key(pk) for pk, _ in positions}
+    try:
+        found = shared_cache().get_many(list(keys.values()))
+    except Exception:
+        logger.warning("message fragment cache unavailable; rendering", exc_info=True)
+        found = {}
+    missing = [pk for pk, _ in positions if keys[pk] not in found]
+    if missing:
+        for message in with_fragments(selectors.messages_by_pk(missing), new=True):
+            found[keys[message.pk]] = message.fragment
+    return [
+        ShownMessage(pk, seq, mark_safe(found[keys[pk]]))  # noqa: S308 - our template's output
+        for pk, seq in positions
+        if keys[pk] in found  # deleted (in the admin) since the positions were read
+    ]
+
+
+def _key(pk):
+    return f"message-html:{_template_version()}:{pk}"
+
+
 def with_fragments(messages, *, new=False):
     """Set `message.fragment` (the rendered `_message.html`) on each message; return them.
 
-    `new`: the messages were just saved, so there is nothing to look up, only to keep.
+    `new`: nothing to look up (just saved, or known to be missing), only to render and keep.
     """
-    keys = {message.pk: f"message-html:{_template_version()}:{message.pk}" for message in messages}
+    keys = {message.pk: _key(message.pk) for message in messages}
     try:
         found = {} if new else shared_cache().get_many(list(keys.values()))
     except Exception:

@@ -21,14 +21,27 @@ def _messages(room):
     return Message.objects.filter(room=room).select_related("author")
 
 
-def messages_latest(room, *, limit):
-    """The newest `limit` messages, oldest first."""
-    return list(reversed(_messages(room).order_by("-seq")[:limit]))
+def message_positions_latest(room, *, limit):
+    """(pk, seq) of the newest `limit` messages, oldest first: a page's list without rows.
+
+    Pages take each message's HTML from the fragment cache, so they need only these two
+    columns, which the (room, seq) index walk yields without joining the authors.
+    """
+    return list(reversed(_positions(room).order_by("-seq")[:limit]))
 
 
-def messages_before(room, *, before_seq, limit):
-    """The `limit` messages just before `before_seq`, oldest first."""
-    return list(reversed(_messages(room).filter(seq__lt=before_seq).order_by("-seq")[:limit]))
+def message_positions_before(room, *, before_seq, limit):
+    """(pk, seq) of the `limit` messages just before `before_seq`, oldest first."""
+    return list(reversed(_positions(room).filter(seq__lt=before_seq).order_by("-seq")[:limit]))
+
+
+def messages_by_pk(pks):
+    """Whole messages, with their authors, for rendering those the cache did not have."""
+    return list(Message.objects.filter(pk__in=pks).select_related("author"))
+
+
+def _positions(room):
+    return Message.objects.filter(room=room).values_list("pk", "seq", named=True)
 
 
 def messages_after(room, *, after_seq, upto_seq=None, limit=None):

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from chat import selectors, services
 from chat.forms import MessageForm, RoomForm, SignUpForm
 from chat.models import Room
-from chat.rendering import with_fragments
+from chat.rendering import shown_messages
 
 
 @login_required
@@ -32,13 +32,18 @@ def room(request, slug):
     room = get_object_or_404(Room, slug=slug)
     before = _sequence_number(request.GET.get("before"))
     if before is not None:
-        messages = selectors.messages_before(room, before_seq=before, limit=settings.CHAT_PAGE_SIZE)
-        with_fragments(messages)
+        messages = shown_messages(
+            selectors.message_positions_before(
+                room, before_seq=before, limit=settings.CHAT_PAGE_SIZE
+            )
+        )
         if request.htmx:  # the "older" sentinel revealed at the top of the list
             context = {"room": room, "messages": messages, "page_size": settings.CHAT_PAGE_SIZE}
             return render(request, "chat/_older.html", context)
     else:
-        messages = with_fragments(selectors.messages_latest(room, limit=settings.CHAT_PAGE_SIZE))
+        messages = shown_messages(
+            selectors.message_positions_latest(room, limit=settings.CHAT_PAGE_SIZE)
+        )
     return render(request, "chat/room.html", _room_context(room, messages, before=before))
 
 
@@ -62,7 +67,9 @@ def send(request, slug):
             form.add_error("message", error)
     if form.errors:
         # Shown again with the text kept and the same key, so a corrected resend is one message.
-        messages = with_fragments(selectors.messages_latest(room, limit=settings.CHAT_PAGE_SIZE))
+        messages = shown_messages(
+            selectors.message_positions_latest(room, limit=settings.CHAT_PAGE_SIZE)
+        )
         context = _room_context(
             room,
             messages,

@@ -131,8 +131,8 @@ def test_seeded_history_pages_like_posted_history():
     seed("Paged", 130, batch_size=40)
     room = Room.objects.get(slug="paged")
 
-    latest = selectors.messages_latest(room, limit=50)
-    older = selectors.messages_before(room, before_seq=latest[0].seq, limit=50)
+    latest = selectors.message_positions_latest(room, limit=50)
+    older = selectors.message_positions_before(room, before_seq=latest[0].seq, limit=50)
     assert [m.seq for m in older + latest] == list(range(31, 131))
 
 
