@@ -94,12 +94,19 @@ class RoomHub:
     async def publish(self, room_id, seq, html):
         """Send one rendered message to every process serving the room.
 
-        This process's own sockets get it at once, without waiting for the echo through
-        Redis (under load, a busy event loop's reader lagged behind by a second and more);
-        the echo is then dropped as already seen.
+        This process's own sockets get it as soon as it is published (or publishing has
+        failed), without waiting for the echo through Redis (under load, a busy event
+        loop's reader lagged behind by a second and more); the echo is then dropped as
+        already seen. Not before publishing: the poster's socket would get its message
+        before its `receive` is done.
         """
         self._remember(room_id, seq, html)
-        self._schedule(room_id, seq)
+        try:
+            await self._send_to_group(room_id, seq, html)
+        finally:
+            self._schedule(room_id, seq)
+
+    async def _send_to_group(self, room_id, seq, html):
         event = {"type": EVENT_TYPE, "room": room_id, "seq": seq, "html": html}
         for attempt in (1, 2):
             try:
