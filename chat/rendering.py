@@ -3,8 +3,9 @@
 Every path that shows a message (room page, older pages, broadcast, catch-up) takes its
 fragment from here, so a page of 50 messages costs one cache read instead of 50 renders,
 however long the history; pages read only each message's (pk, seq) from the database
-(`shown_messages`), and whole rows, with authors, only for fragments not kept yet. The key carries a hash of the template's source: edit
-`_message.html`, restart, and old fragments are no longer used.
+(`shown_messages`), and whole rows, with authors, only for fragments not kept yet. The key
+carries a hash of the template's source: edit `_message.html`, restart, and old fragments
+are no longer used.
 """
 
 import functools
