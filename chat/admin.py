@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from chat.models import Message, Room
+from chat.models import Message, Room, RoomEvent
 
 
 @admin.register(Room)
@@ -14,18 +14,41 @@ class RoomAdmin(admin.ModelAdmin):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ["room", "seq", "author", "short_text", "created_at"]
+    """Read-only: a change made here would bypass the room's event stream, so open pages
+    would never see it. People edit and delete in the chat; staff can change any message."""
+
+    list_display = ["room", "seq", "author", "short_text", "created_at", "edited_at", "deleted_at"]
     list_filter = ["room", "created_at"]
     search_fields = ["text", "author__username", "room__name"]
     list_select_related = ["room", "author"]
-    raw_id_fields = ["author"]
-    readonly_fields = ["room", "seq", "client_key", "created_at"]
+    ordering = ["-created_at"]
 
     def has_add_permission(self, request):
-        return False  # messages get their sequence number from the chat, not the admin
+        return False
 
-    ordering = ["-created_at"]
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
     @admin.display(description="text")
     def short_text(self, message):
         return message.text if len(message.text) <= 80 else message.text[:79] + "…"
+
+
+@admin.register(RoomEvent)
+class RoomEventAdmin(admin.ModelAdmin):
+    list_display = ["room", "seq", "kind", "message", "created_at"]
+    list_filter = ["kind"]
+    list_select_related = ["room"]
+    raw_id_fields = ["message"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,70 +1,14 @@
 from django import forms
-from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
-from django.core.cache import cache
-from django.core.exceptions import ValidationError
 
-from chat import services
+from chat.actions.rooms import ROOM_NAME_MAX_LENGTH, room_get_or_create
 
 
 class RoomForm(forms.Form):
-    name = forms.CharField(max_length=services.ROOM_NAME_MAX_LENGTH, strip=True, required=False)
+    name = forms.CharField(max_length=ROOM_NAME_MAX_LENGTH, strip=True, required=False)
 
     def clean(self):
         cleaned = super().clean()
         if not self.errors:
-            # Validated and opened in one step, so the rules live in the service only.
-            cleaned["room"], cleaned["created"] = services.room_get_or_create(
-                name=cleaned.get("name", "")
-            )
+            # Validated and opened in one step, so the rules live in the action only.
+            cleaned["room"], cleaned["created"] = room_get_or_create(name=cleaned.get("name", ""))
         return cleaned
-
-
-class MessageForm(forms.Form):
-    """The composer, for the no-JavaScript POST; the socket checks the same rules."""
-
-    message = forms.CharField(strip=False, required=False)
-    client_key = forms.UUIDField(required=False)
-
-    def clean_message(self):
-        return services.clean_message_text(self.cleaned_data.get("message", ""))
-
-
-class SignUpForm(BaseUserCreationForm):
-    class Meta:
-        model = get_user_model()
-        fields = ["username"]
-
-
-class ThrottledAuthenticationForm(AuthenticationForm):
-    """Login that refuses a username after repeated failures from the same address."""
-
-    error_messages = {
-        **AuthenticationForm.error_messages,
-        "locked": "Too many failed attempts. Try again in %(minutes)s minutes.",
-    }
-
-    def clean(self):
-        key = self._failure_key()
-        limit = settings.CHAT_LOGIN_FAILURE_LIMIT
-        if cache.get(key, 0) >= limit:
-            raise ValidationError(
-                self.error_messages["locked"],
-                code="locked",
-                params={"minutes": max(1, settings.CHAT_LOGIN_LOCKOUT_SECONDS // 60)},
-            )
-        try:
-            return super().clean()
-        except ValidationError:
-            cache.add(key, 0, timeout=settings.CHAT_LOGIN_LOCKOUT_SECONDS)
-            try:
-                cache.incr(key)
-            except ValueError:  # expired between add and incr
-                cache.set(key, 1, timeout=settings.CHAT_LOGIN_LOCKOUT_SECONDS)
-            raise
-
-    def _failure_key(self):
-        username = (self.data.get("username") or "").strip().lower()[:150]
-        address = self.request.META.get("REMOTE_ADDR", "") if self.request else ""
-        return f"login-failures:{address}:{username}"

@@ -1,3 +1,11 @@
+"""The chat's data: rooms, messages, reactions, and the numbered events of each room.
+
+Every durable change to a room (a message posted, edited or deleted, a reaction added or
+removed) takes the room's next sequence number in the transaction that makes it and is
+recorded as a `RoomEvent`. Pages apply events in that order, exactly once; a page that
+was away asks for the events after the last number it saw (chat/realtime).
+"""
+
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
@@ -7,8 +15,8 @@ class Room(models.Model):
     name = models.CharField(max_length=80, unique=True)
     slug = models.SlugField(max_length=80, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    # The sequence number of the room's newest message: bumped in the same transaction
-    # that saves a message, so numbers are unique, gapless and in commit order.
+    # The sequence number of the room's newest event: bumped in the same transaction
+    # that makes a change, so numbers are unique, gapless and in commit order.
     last_seq = models.PositiveBigIntegerField(default=0)
     last_message_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
@@ -31,11 +39,28 @@ class Message(models.Model):
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_messages"
     )
+    # The number of the event that posted it: its place in the room, for good.
     seq = models.PositiveBigIntegerField()
     text = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
     # The composer's one-time key: a form that arrives twice stores one message.
     client_key = models.UUIDField(null=True, blank=True)
+    reply_to = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
+    )
+    edited_at = models.DateTimeField(null=True, blank=True)
+    # A deleted message keeps its row (events and replies point at it) but not its text.
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    # Bumped by every change that alters how the message looks: the key of its kept HTML,
+    # so a page can never be served an old version.
+    version = models.PositiveIntegerField(default=1, db_default=1)
+    # Fixed when posted, so the one rendering serves every reader: whether the name is
+    # shown (a new author, or a pause) and whether a day divider leads the message.
+    continues_group = models.BooleanField(default=False, db_default=False)
+    starts_day = models.BooleanField(default=False, db_default=False)
+    # {emoji: [[user id, name], ...]} in reaction order: what the fragment shows, kept
+    # with the message so rendering needs no query. `Reaction` rows are the truth.
+    reactions = models.JSONField(default=dict, db_default={}, blank=True)
 
     class Meta:
         ordering = ["room", "seq"]
@@ -54,3 +79,43 @@ class Message(models.Model):
     @property
     def dom_id(self):
         return f"message-{self.pk}"
+
+    @property
+    def is_deleted(self):
+        return self.deleted_at is not None
+
+
+class Reaction(models.Model):
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reaction_set")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    emoji = models.CharField(max_length=16)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["message", "user", "emoji"], name="reaction_unique_message_user_emoji"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.emoji} on {self.message_id} by {self.user_id}"
+
+
+class RoomEvent(models.Model):
+    """One durable change, numbered in its room's sequence (kinds: chat/events.py)."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveBigIntegerField()
+    kind = models.CharField(max_length=40)
+    message = models.ForeignKey(Message, null=True, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["room", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["room", "seq"], name="roomevent_unique_room_seq")
+        ]
+
+    def __str__(self):
+        return f"{self.room_id} #{self.seq} {self.kind}"

@@ -1,11 +1,12 @@
-"""A message's HTML: `chat/_message.html`, rendered once per message and kept.
+"""A message's HTML: `chat/messages/_message.html`, rendered once per version and kept.
 
 Every path that shows a message (room page, older pages, broadcast, catch-up) takes its
 fragment from here, so a page of 50 messages costs one cache read instead of 50 renders,
-however long the history; pages read only each message's (pk, seq) from the database
-(`shown_messages`), and whole rows, with authors, only for fragments not kept yet. The key
-carries a hash of the template's source: edit `_message.html`, restart, and old fragments
-are no longer used.
+however long the history; pages read only each message's (pk, seq, version) from the
+database (`shown_messages`), and whole rows, with authors, only for fragments not kept
+yet. The key carries the message's version, bumped by every edit, delete and reaction,
+so an old version is never served; and a hash of the template's source: edit
+`_message.html`, restart, and old fragments are no longer used.
 """
 
 import functools
@@ -16,19 +17,28 @@ from dataclasses import dataclass
 from django.template.loader import get_template, render_to_string
 from django.utils.safestring import mark_safe
 
-from chat import selectors
 from chat.caching import shared_cache
+from chat.selectors import messages as message_selectors
 
 logger = logging.getLogger(__name__)
 
-MESSAGE_TEMPLATE = "chat/_message.html"
+MESSAGE_TEMPLATE = "chat/messages/_message.html"
+TEMPLATES_IN_A_FRAGMENT = (
+    MESSAGE_TEMPLATE,
+    "chat/messages/_quote.html",
+    "chat/messages/_reactions.html",
+    "chat/messages/_reaction.html",
+    "chat/messages/_editor.html",
+)
 KEEP_SECONDS = 7 * 24 * 3600
 
 
 @functools.cache
 def _template_version():
-    source = get_template(MESSAGE_TEMPLATE).template.source
-    return hashlib.sha256(source.encode()).hexdigest()[:12]
+    digest = hashlib.sha256()
+    for name in TEMPLATES_IN_A_FRAGMENT:
+        digest.update(get_template(name).template.source.encode())
+    return digest.hexdigest()[:12]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,27 +51,28 @@ class ShownMessage:
 
 
 def shown_messages(positions):
-    """[ShownMessage] for [(pk, seq)] in that order: one cache read for all of them, and
-    one query (and a render) only for those the cache does not have yet."""
-    keys = {pk: _key(pk) for pk, _ in positions}
+    """[ShownMessage] for [(pk, seq, version)] in that order: one cache read for all of
+    them, and one query (and a render) only for those the cache does not have yet."""
+    keys = {pk: _key(pk, version) for pk, _, version in positions}
     try:
         found = shared_cache().get_many(list(keys.values()))
     except Exception:
         logger.warning("message fragment cache unavailable; rendering", exc_info=True)
         found = {}
-    missing = [pk for pk, _ in positions if keys[pk] not in found]
+    missing = [pk for pk, _, _ in positions if keys[pk] not in found]
     if missing:
-        for message in with_fragments(selectors.messages_by_pk(missing), new=True):
+        for message in with_fragments(message_selectors.messages_by_pk(missing), new=True):
+            # A newer version than the positions said: shown as it is now.
             found[keys[message.pk]] = message.fragment
     return [
         ShownMessage(pk, seq, mark_safe(found[keys[pk]]))  # noqa: S308 - our template's output
-        for pk, seq in positions
+        for pk, seq, _ in positions
         if keys[pk] in found  # deleted (in the admin) since the positions were read
     ]
 
 
-def _key(pk):
-    return f"message-html:{_template_version()}:{pk}"
+def _key(pk, version):
+    return f"message-html:{_template_version()}:{pk}:{version}"
 
 
 def with_fragments(messages, *, new=False):
@@ -69,7 +80,7 @@ def with_fragments(messages, *, new=False):
 
     `new`: nothing to look up (just saved, or known to be missing), only to render and keep.
     """
-    keys = {message.pk: _key(message.pk) for message in messages}
+    keys = {message.pk: _key(message.pk, message.version) for message in messages}
     try:
         found = {} if new else shared_cache().get_many(list(keys.values()))
     except Exception:

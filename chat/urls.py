@@ -1,9 +1,13 @@
 from django.urls import path
 
-from chat import views
+from chat.views import messages, rooms
 
 urlpatterns = [
-    path("", views.lobby, name="lobby"),
-    path("chat/<slug:slug>/", views.room, name="room"),
-    path("chat/<slug:slug>/send/", views.send, name="send"),
+    path("", rooms.lobby, name="lobby"),
+    path("chat/<slug:slug>/", rooms.room, name="room"),
+    path("chat/<slug:slug>/send/", rooms.send, name="send"),
+    path("chat/<slug:slug>/composer/", rooms.composer, name="composer"),
+    path("messages/<int:pk>/", messages.permalink, name="message"),
+    path("messages/<int:pk>/edit/", messages.edit, name="message_edit"),
+    path("messages/<int:pk>/reply/", messages.reply, name="message_reply"),
 ]

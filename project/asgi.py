@@ -14,8 +14,8 @@ django_http = get_asgi_application()  # before importing anything that touches m
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from chat.routing import websocket_urlpatterns  # noqa: E402
-from chat.security import ClosingAllowedHostsOriginValidator, SessionUserStack  # noqa: E402
+from chat.realtime.routing import websocket_urlpatterns  # noqa: E402
+from chat.realtime.socket_auth import ClosingAllowedHostsOriginValidator, SessionUserStack  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

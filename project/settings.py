@@ -239,6 +239,9 @@ CHAT_PAGE_SIZE = env_int("CHAT_PAGE_SIZE", 50, minimum=1)
 # Every process checks the database this often for messages the channel layer did not
 # bring (a broker outage, a dropped group message) and delivers them.
 CHAT_RECONCILE_SECONDS = env_seconds("CHAT_RECONCILE_SECONDS", 2.0, minimum=0.05)
+# Every open page hears from its socket this often; after 2.5 beats of silence it shows
+# "Reconnecting…" (the CSS animation delay in chat.css is 2.5 x the default, 3 s).
+CHAT_HEARTBEAT_SECONDS = env_seconds("CHAT_HEARTBEAT_SECONDS", 3.0, minimum=0.5)
 CHAT_LOGIN_FAILURE_LIMIT = env_int("CHAT_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 CHAT_LOGIN_LOCKOUT_SECONDS = env_int("CHAT_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
 

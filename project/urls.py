@@ -3,8 +3,8 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("accounts/", include("chat.account_urls")),
+    path("accounts/", include("chat.accounts.urls")),
     path("", include("chat.urls")),
 ]
 
-handler404 = "chat.views.not_found"
+handler404 = "chat.views.errors.not_found"

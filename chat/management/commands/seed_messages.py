@@ -20,8 +20,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from chat import services
-from chat.models import Message, Room
+from chat.actions.rooms import room_get_or_create
+from chat.models import Message, Room, RoomEvent
 
 AUTHOR_PREFIX = "seed-author-"
 
@@ -92,7 +92,7 @@ class Command(BaseCommand):
         if count < 0 or batch_size < 1 or options["authors"] < 1 or options["days"] < 0:
             raise CommandError("--count >= 0, --batch-size >= 1, --authors >= 1, --days >= 0")
         try:
-            room, created = services.room_get_or_create(name=options["room"])
+            room, created = room_get_or_create(name=options["room"])
         except ValidationError as error:
             raise CommandError(" ".join(error.messages)) from None
         rng = random.Random(options["seed"])
@@ -119,6 +119,7 @@ class Command(BaseCommand):
                     for i in range(size)
                 ]
                 write(rows)
+                _record_events(room.pk, first_seq)
                 newest = max(times[-1], locked.last_message_at or times[-1])
                 Room.objects.filter(pk=room.pk).update(
                     last_seq=first_seq + size - 1, last_message_at=newest
@@ -167,6 +168,20 @@ def _text(rng):
 
 
 _COLUMNS = ("room", "author", "seq", "text", "created_at")
+
+
+def _record_events(room_id, first_seq):
+    """Each seeded message is its room's event of its number, as if posted in the chat."""
+    event_table = connection.ops.quote_name(RoomEvent._meta.db_table)
+    message_table = connection.ops.quote_name(Message._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # Table names from the models' own metadata; values are parameters.
+            f"INSERT INTO {event_table} (room_id, seq, kind, message_id, created_at) "  # noqa: S608
+            f"SELECT room_id, seq, %s, id, created_at FROM {message_table} "
+            "WHERE room_id = %s AND seq >= %s",
+            ["message.posted", room_id, first_seq],
+        )
 
 
 def _write_fast(rows):

@@ -1,0 +1,130 @@
+"""The catalogue of event kinds, and the one way an action announces a change.
+
+Durable kinds take the room's next sequence number in the transaction that makes the
+change, are stored as `RoomEvent` rows, and are replayed to a page that was away, in
+order. Ephemeral kinds (typing, presence) are never stored, numbered or replayed.
+
+Each kind has one envelope template (templates/chat/events/) that turns the changed
+message into the out-of-band swaps a page applies. The same template serves the live
+path (rendered once, right after commit) and the catch-up path (rendered from the
+database for a page that missed it), so both leave a page in the same state.
+
+Only actions call `record`, and a change reaches pages only after its transaction
+commits (`transaction.on_commit`): a rolled-back write is never shown.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.template.loader import render_to_string
+
+from chat.models import Room, RoomEvent
+from chat.rendering import with_fragments
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EventKind:
+    name: str
+    durable: bool  # numbered in the room's sequence, stored, replayed on catch-up
+    stream: str  # "room": every page of the room
+    template: str  # the envelope: out-of-band swaps a page applies
+
+
+MESSAGE_POSTED = EventKind("message.posted", True, "room", "chat/events/message_posted.html")
+MESSAGE_EDITED = EventKind("message.edited", True, "room", "chat/events/message_edited.html")
+MESSAGE_DELETED = EventKind("message.deleted", True, "room", "chat/events/message_deleted.html")
+REACTIONS_CHANGED = EventKind(
+    "reactions.changed", True, "room", "chat/events/reactions_changed.html"
+)
+
+CATALOGUE = {
+    kind.name: kind for kind in (MESSAGE_POSTED, MESSAGE_EDITED, MESSAGE_DELETED, REACTIONS_CHANGED)
+}
+
+
+def take_next_seq(room_id, *, posted_at=None):
+    """Bump the room's last_seq and return it, in one statement (UPDATE ... RETURNING).
+
+    Called first in an action's transaction: the UPDATE holds the room's row lock until
+    commit, so every change to one room (from any process) is serialised and numbered
+    in commit order. `posted_at` also moves the room's last activity.
+    """
+    table = connection.ops.quote_name(Room._meta.db_table)
+    with connection.cursor() as cursor:
+        if posted_at is None:
+            cursor.execute(
+                f"UPDATE {table} SET last_seq = last_seq + 1 WHERE id = %s RETURNING last_seq",  # noqa: S608
+                [room_id],
+            )
+        else:
+            cursor.execute(
+                f"UPDATE {table} SET last_seq = last_seq + 1, last_message_at = %s "  # noqa: S608
+                "WHERE id = %s RETURNING last_seq",
+                [connection.ops.adapt_datetimefield_value(posted_at), room_id],
+            )
+        row = cursor.fetchone()
+    if row is None:
+        raise Room.DoesNotExist(f"room {room_id} does not exist")
+    return row[0]
+
+
+def record(kind, *, room_id, seq, message, quotes_changed=False):
+    """Store the event numbered `seq` and publish it once the transaction commits."""
+    RoomEvent.objects.create(room_id=room_id, seq=seq, kind=kind.name, message=message)
+    transaction.on_commit(lambda: _publish(kind, room_id, seq, message, quotes_changed))
+
+
+def render(kind, *, seq, message, quotes_changed=False):
+    """The HTML of one event: its envelope around the message's current fragment."""
+    context = {"message": message, "seq": seq, "quotes_changed": quotes_changed}
+    return render_to_string(kind.template, context)
+
+
+def render_stored(events):
+    """[(seq, html)] for stored events, oldest first: what a page that missed them needs.
+
+    Each renders the message as it is now (later events included), so replaying any
+    suffix of the stream leaves a page as a fresh load would.
+    """
+    with_fragments([event.message for event in events if event.message is not None])
+    rendered = []
+    for event in events:
+        kind = CATALOGUE.get(event.kind)
+        if kind is None or event.message is None:
+            rendered.append((event.seq, _position_only(event.seq)))
+            continue
+        html = render(
+            kind, seq=event.seq, message=event.message, quotes_changed=kind is not MESSAGE_POSTED
+        )
+        rendered.append((event.seq, html))
+    return rendered
+
+
+def _position_only(seq):
+    return render_to_string("chat/events/_position.html", {"seq": seq})
+
+
+def _publish(kind, room_id, seq, message, quotes_changed):
+    """After commit: render once (keeping the message's fragment), hand to the publisher."""
+    with_fragments([message], new=True)
+    html = render(kind, seq=seq, message=message, quotes_changed=quotes_changed)
+    _publisher(room_id, seq, html)
+
+
+def _no_publisher(room_id, seq, html):
+    raise RuntimeError("chat.events has no publisher: ChatConfig.ready() connects the hub")
+
+
+_publisher = _no_publisher
+
+
+def connect_publisher(publisher):
+    """Set where committed events go (the process's hub; ChatConfig.ready connects it).
+
+    An inversion instead of an import: the hub renders missed events through this module.
+    """
+    global _publisher
+    _publisher = publisher

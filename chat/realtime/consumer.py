@@ -1,0 +1,242 @@
+"""The room socket, kept thin: authorise, parse a frame, call its action, answer the
+sender, and forward the room's events to the page in order, exactly once."""
+
+import asyncio
+import logging
+import time
+import uuid
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError
+from django.template.loader import render_to_string
+
+from chat.actions.limits import RateLimited
+from chat.realtime.cursor import PageCursor
+from chat.realtime.frames import (
+    CatchUpFrame,
+    CloseCode,
+    DeleteFrame,
+    EditFrame,
+    FrameError,
+    PostFrame,
+    ReactFrame,
+    parse_frame,
+)
+from chat.realtime.hub import CATCH_UP_LIMIT, get_hub
+from chat.realtime.hub.heartbeat import status_frame
+from chat.selectors import rooms as room_selectors
+
+logger = logging.getLogger(__name__)
+timing_logger = logging.getLogger("chat.timing")
+
+# A page says which event it shows last right after connecting (the hidden catch-up
+# form). A client that never does gets events after the one its URL names.
+CATCH_UP_WAIT_SECONDS = 5
+NOT_SAVED = "That could not be saved just now. Try again."
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    # No channel of its own: the process's RoomHub is the only reader of the channel layer,
+    # so a socket costs no layer receive and a broker outage cannot close it.
+    channel_layer_alias = None
+    room = None
+
+    async def connect(self):
+        user = self.scope["user"]
+        if not user.is_authenticated:
+            return await self.refuse(CloseCode.NOT_LOGGED_IN)
+        self.room = await database_sync_to_async(room_selectors.room_by_slug)(
+            self.scope["url_route"]["kwargs"]["slug"]
+        )
+        if self.room is None:
+            return await self.refuse(CloseCode.NO_SUCH_ROOM)
+        self.hub = get_hub()
+        self.cursor = PageCursor()
+        self.sending = asyncio.Lock()
+        self.filler = None
+        url_after = _after_from_query(self.scope, default=self.room.last_seq)
+        await self.hub.join(self.room.pk, self, last_seq=self.room.last_seq)
+        self.fallback = asyncio.get_running_loop().call_later(
+            CATCH_UP_WAIT_SECONDS, self.page_position_known, url_after
+        )
+        await self.accept()
+        await self.base_send(status_frame())  # "Reconnecting…" goes as soon as we are back
+
+    async def disconnect(self, code):
+        if self.room is not None:
+            if self.fallback:
+                self.fallback.cancel()
+            await self.hub.leave(self.room.pk, self)
+            if self.filler:
+                self.filler.cancel()
+
+    async def refuse(self, code):
+        # Accept, then close with a 4xxx code: a refused handshake reaches the browser
+        # as 1006, which the htmx ws extension retries for ever.
+        await self.accept()
+        await self.send(text_data=render_to_string("chat/rooms/_refused.html", {"code": code}))
+        await self.close(code=int(code))  # autobahn accepts a plain int only
+
+    # --- from the page: one handler per kind of frame ---
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if text_data is None:
+            return await self.send_composer(error="Binary frames are not accepted.")
+        try:
+            frame = parse_frame(text_data)
+        except FrameError as error:
+            return await self.send_composer(error=str(error), text=error.text)
+        await getattr(self, HANDLERS[type(frame)])(frame)
+
+    async def on_catch_up(self, frame):
+        self.page_position_known(frame.last_seq)
+
+    async def on_post(self, frame):
+        received = time.perf_counter()
+        done, error = await self.perform(frame)
+        if error:
+            return await self.send_composer(
+                error=error,
+                text=frame.text,
+                client_key=frame.client_key,
+                reply_to=frame.reply_to,
+                form=frame.form,
+            )
+        if settings.CHAT_TIMING_LOG:
+            timing_logger.info(
+                "post timing room=%s seq=%s received_to_published_ms=%.2f",
+                self.room.pk,
+                done.message.seq,
+                (time.perf_counter() - received) * 1000,
+            )
+        await self.send_composer(form=frame.form)
+        # The sender's own page shows its message even before the broadcast comes back.
+        await self.catch_up(done.message.seq)
+
+    async def on_edit(self, frame):
+        done, error = await self.perform(frame)
+        if error:
+            context = {"message_id": frame.message_id, "text": frame.text, "error": error}
+            return await self.send_html("chat/messages/_edit_form.html", {**context, "oob": True})
+        if done.changed:
+            await self.catch_up(done.seq)  # the new version replaces the message, editor and all
+        else:  # nothing to change: just close the editor
+            await self.send_html("chat/messages/_editor.html", {"message": done.message})
+
+    async def on_change(self, frame):
+        done, error = await self.perform(frame)
+        if error:
+            return await self.send_html("chat/rooms/_notice.html", {"notice": error, "oob": True})
+        if done.changed:
+            await self.catch_up(done.seq)
+
+    async def perform(self, frame):
+        """Run the frame's action: (Done, None), or (None, what to tell the sender)."""
+        try:
+            # Not thread-sensitive: saves from different sockets run side by side in the
+            # loop's executor (each thread has its own connection) instead of queueing.
+            done = await database_sync_to_async(frame.perform, thread_sensitive=False)(
+                room=self.room, user=self.scope["user"]
+            )
+        except ValidationError as error:
+            return None, " ".join(error.messages)
+        except RateLimited as error:
+            return None, str(error)
+        except DatabaseError:
+            # Nothing was stored (the transaction rolled back); a retry is safe.
+            logger.warning("could not save a change in room %s", self.room.pk, exc_info=True)
+            return None, NOT_SAVED
+        return done, None
+
+    # --- answers to the sender alone ---
+
+    async def send_composer(
+        self, *, error=None, text="", client_key=None, reply_to=None, form="composer"
+    ):
+        """Replace the sender's composer: empty with a fresh key, or with the error."""
+        context = {
+            "room": self.room,
+            "oob": True,
+            "client_key": uuid.uuid4() if error is None else client_key,
+            "error": error,
+            "text": text,
+            "reply_to_id": reply_to if error else None,
+            "long": form == "composer-long",
+        }
+        await self.send_html("chat/rooms/_composer_fields.html", context)
+        if error is None and form == "composer-long":  # the short one's key was not used
+            await self.send_html("chat/rooms/_composer_fields.html", {**context, "long": False})
+
+    async def send_html(self, template, context):
+        await self.send(text_data=render_to_string(template, context))
+
+    # --- to the page: each event once, in order, without gaps ---
+
+    def page_position_known(self, last_seq):
+        """The page shows everything up to `last_seq`: send it what follows, from the database."""
+        if self.fallback:
+            self.fallback.cancel()
+            self.fallback = None
+        self.cursor.page_says(last_seq)
+        self._start_filler()
+
+    async def catch_up(self, seq):
+        """Called by the hub for each event of the room: send what this page lacks."""
+        cursor = self.cursor
+        if not cursor.room_reached(seq):
+            return  # position not known yet, or already shown
+        frame = None if self.sending.locked() else self.hub.frame(self.room.pk, cursor.shown, seq)
+        if frame is not None:
+            cursor.sent(seq)  # the common case: what follows, rendered once, in memory
+            # The hub's ready-made event, shared by every socket at this position; what
+            # `self.send(text_data=...)` would build, without a copy per socket.
+            await self.base_send(frame)
+        else:
+            self._start_filler()
+
+    def _start_filler(self):
+        if self.filler is None or self.filler.done():
+            self.filler = asyncio.create_task(self._fill())
+
+    async def _fill(self):
+        """Send every missing event in order, from memory or the database, in batches."""
+        cursor = self.cursor
+        try:
+            async with self.sending:
+                while True:
+                    more, upto = cursor.next_read()
+                    if not more:
+                        return
+                    batch = await self.hub.fragments_after(self.room.pk, cursor.shown, upto)
+                    if batch:
+                        await self.send(text_data="".join(html for _, html in batch))
+                        cursor.sent(batch[-1][0])
+                    elif upto is not None:  # numbers with no stored event
+                        cursor.sent(min(upto, cursor.shown + CATCH_UP_LIMIT))
+                    if upto is None and len(batch) == CATCH_UP_LIMIT:
+                        cursor.reread = True  # a long absence: keep reading
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The page keeps what it has; the next event or reconcile pass tries again.
+            logger.exception("catch-up failed for room %s after seq %s", self.room.pk, cursor.shown)
+
+
+HANDLERS = {
+    CatchUpFrame: "on_catch_up",
+    PostFrame: "on_post",
+    EditFrame: "on_edit",
+    DeleteFrame: "on_change",
+    ReactFrame: "on_change",
+}
+
+
+def _after_from_query(scope, *, default):
+    values = parse_qs(scope.get("query_string", b"").decode("latin1")).get("after", [])
+    if values and values[0].isdigit() and len(values[0]) < 19:
+        return min(int(values[0]), default)
+    return default

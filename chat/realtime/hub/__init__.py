@@ -1,0 +1,50 @@
+"""One hub per server process (per event loop): chat/realtime/hub/hub.py.
+
+`publish_from_thread` is where committed events enter it: chat/events.py calls it after
+commit, from the thread that ran the action (ChatConfig.ready connects the two).
+"""
+
+import asyncio
+import weakref
+
+from asgiref.sync import SyncToAsync, async_to_sync
+from channels.layers import get_channel_layer
+
+from chat.realtime.hub.hub import CATCH_UP_LIMIT, RoomHub
+
+__all__ = ["CATCH_UP_LIMIT", "RoomHub", "get_hub", "publish_from_thread"]
+
+_hubs = weakref.WeakKeyDictionary()
+
+
+def get_hub():
+    """The hub of the running event loop (one per server process)."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = RoomHub(get_channel_layer())
+    return hub
+
+
+def publish_from_thread(room_id, seq, html):
+    """Hand a committed event to the hub of the event loop that awaits this thread.
+
+    Actions run in worker threads (`database_sync_to_async`, or Django's thread for a
+    sync view). The hand-off is queued on the loop before the action's result is, so
+    the hub knows the event by the time the caller resumes; the loop then publishes it
+    without holding the worker thread. Called with no loop (a management command, a
+    test), it publishes and waits.
+    """
+    loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    if loop is not None and loop.is_running():
+        loop.call_soon_threadsafe(_publish_on_loop, room_id, seq, html)
+    else:
+        async_to_sync(_publish_and_wait)(room_id, seq, html)
+
+
+def _publish_on_loop(room_id, seq, html):
+    get_hub().publish_soon(room_id, seq, html)
+
+
+async def _publish_and_wait(room_id, seq, html):
+    await get_hub().publish(room_id, seq, html)
