@@ -15,7 +15,6 @@ import contextlib
 import logging
 
 from channels.db import database_sync_to_async
-from django.conf import settings
 
 from chat import events
 from chat.realtime.hub.heartbeat import Heartbeat
@@ -167,9 +166,11 @@ class RoomHub:
                 return
             channel = await self.link.open()
             self.tasks = [
-                asyncio.create_task(self._read(channel), name="chat-hub-read"),
+                asyncio.create_task(
+                    self.link.read(channel, self._rooms, self._handle), name="chat-hub-read"
+                ),
                 asyncio.create_task(Reconciler(self).run(channel), name="chat-hub-reconcile"),
-                asyncio.create_task(self._renew(channel), name="chat-hub-renew"),
+                asyncio.create_task(self.link.renew(channel, self._rooms), name="chat-hub-renew"),
                 asyncio.create_task(Heartbeat(self).run(channel), name="chat-hub-heartbeat"),
             ]
 
@@ -200,32 +201,8 @@ class RoomHub:
             _, pending = await asyncio.wait(pending, timeout=0.5)
         await asyncio.wait([reader])
 
-    async def _read(self, channel):
-        failures = 0
-        while self.channel == channel:  # until _stop, even if the layer swallows a cancel
-            try:
-                if failures:
-                    # Redis may have restarted empty: memberships are gone until re-added.
-                    await self.link.subscribe_all(list(self.listeners))
-                event = await self.layer.receive(channel)
-                failures = 0
-                if self.channel != channel:
-                    return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                failures += 1
-                logger.warning(
-                    "channel layer receive failed (%s in a row); retrying", failures, exc_info=True
-                )
-                await asyncio.sleep(min(0.1 * 2**failures, 5))
-                continue
-            try:
-                self._handle(event)
-            except Exception:
-                logger.exception(
-                    "could not fan out event %r", {k: event.get(k) for k in ("room", "seq")}
-                )
+    def _rooms(self):
+        return list(self.listeners)
 
     def _handle(self, event):
         if event.get("type") != EVENT_TYPE:
@@ -262,19 +239,6 @@ class RoomHub:
                     await asyncio.sleep(min(took, MAX_PAUSE_SECONDS))
         finally:
             del self.flushers[room_id]
-
-    async def _renew(self, channel):
-        """Re-join every group well before the channel layer's group expiry drops us."""
-        while True:
-            await asyncio.sleep(max(1.0, settings.CHAT_GROUP_EXPIRY / 3))
-            if self.channel != channel:
-                return
-            try:
-                await self.link.subscribe_all(list(self.listeners))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.warning("could not renew group memberships; retrying", exc_info=True)
 
 
 @database_sync_to_async

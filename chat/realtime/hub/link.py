@@ -5,6 +5,8 @@ many of its sockets show the room."""
 import asyncio
 import logging
 
+from django.conf import settings
+
 logger = logging.getLogger(__name__)
 
 EVENT_TYPE = "chat.event"
@@ -81,3 +83,47 @@ class ChannelLink:
     async def wake(self, channel):
         """Make a reader blocked on `channel` return (cancelling it is not safe)."""
         await self.layer.send(channel, {"type": "chat.hub.stop"})
+
+    async def read(self, channel, rooms, handle):
+        """Hand every event arriving on `channel` to `handle`, until the channel closes.
+
+        `rooms()` lists the rooms to re-join after a failure: Redis may have restarted
+        empty, and memberships are gone until re-added.
+        """
+        failures = 0
+        while self.channel == channel:  # until closed, even if the layer swallows a cancel
+            try:
+                if failures:
+                    await self.subscribe_all(rooms())
+                event = await self.layer.receive(channel)
+                failures = 0
+                if self.channel != channel:
+                    return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                logger.warning(
+                    "channel layer receive failed (%s in a row); retrying", failures, exc_info=True
+                )
+                await asyncio.sleep(min(0.1 * 2**failures, 5))
+                continue
+            try:
+                handle(event)
+            except Exception:
+                logger.exception(
+                    "could not fan out event %r", {k: event.get(k) for k in ("room", "seq")}
+                )
+
+    async def renew(self, channel, rooms):
+        """Re-join every group well before the channel layer's group expiry drops us."""
+        while True:
+            await asyncio.sleep(max(1.0, settings.CHAT_GROUP_EXPIRY / 3))
+            if self.channel != channel:
+                return
+            try:
+                await self.subscribe_all(rooms())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("could not renew group memberships; retrying", exc_info=True)
