@@ -89,6 +89,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         try:
             frame = parse_frame(text_data)
         except FrameError as error:
+            if not error.composer:
+                return await self.send_notice(str(error))
             return await self.send_composer(error=str(error), text=error.text)
         await getattr(self, HANDLERS[type(frame)])(frame)
 
@@ -130,7 +132,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def on_change(self, frame):
         done, error = await self.perform(frame)
         if error:
-            return await self.send_html("chat/rooms/_notice.html", {"notice": error, "oob": True})
+            return await self.send_notice(error)
         if done.changed:
             await self.catch_up(done.seq)
 
@@ -170,6 +172,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send_html("chat/rooms/_composer_fields.html", context)
         if error is None and form == "composer-long":  # the short one's key was not used
             await self.send_html("chat/rooms/_composer_fields.html", {**context, "long": False})
+
+    async def send_notice(self, notice):
+        await self.send_html("chat/rooms/_notice.html", {"notice": notice, "oob": True})
 
     async def send_html(self, template, context):
         await self.send(text_data=render_to_string(template, context))

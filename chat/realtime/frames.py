@@ -29,11 +29,16 @@ class CloseCode(IntEnum):
 
 
 class FrameError(ValueError):
-    """A frame the server will not act on; str() is shown to the sender, with `text` kept."""
+    """A frame the server will not act on; str() is shown to the sender, with `text` kept.
 
-    def __init__(self, message, text=""):
+    `composer`: whether the error belongs in the composer (a post, or a frame of no known
+    kind) or in the page's notice (a change to a message, a catch-up).
+    """
+
+    def __init__(self, message, text="", *, composer=True):
         super().__init__(message)
         self.text = text
+        self.composer = composer
 
 
 @dataclass(frozen=True)
@@ -137,7 +142,12 @@ def parse_fields(data):
     """A frame from a dict of form fields (a socket frame's JSON, or an HTTP POST)."""
     for field, parse in KINDS:
         if field in data:
-            return parse(data)
+            try:
+                return parse(data)
+            except FrameError as error:
+                if field == "message":
+                    raise
+                raise FrameError(str(error), error.text, composer=False) from None
     raise FrameError("A message frame needs a 'message' field.")
 
 
