@@ -119,3 +119,20 @@ class RoomEvent(models.Model):
 
     def __str__(self):
         return f"{self.room_id} #{self.seq} {self.kind}"
+
+
+class Profile(models.Model):
+    """What a person chooses about how they appear: created on first use."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="profile"
+    )
+    # Shown everywhere instead of the username; blank means the username.
+    display_name = models.CharField(max_length=50, blank=True)
+    # An IANA name (Europe/Paris); blank means the operator's TIME_ZONE.
+    time_zone = models.CharField(max_length=64, blank=True)
+    # Off: never listed under "People here", on any page.
+    show_presence = models.BooleanField(default=True)
+
+    def __str__(self):
+        return f"profile of {self.user_id}"

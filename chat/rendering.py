@@ -29,6 +29,7 @@ TEMPLATES_IN_A_FRAGMENT = (
     "chat/messages/_reactions.html",
     "chat/messages/_reaction.html",
     "chat/messages/_editor.html",
+    "chat/people/_avatar.html",
 )
 KEEP_SECONDS = 7 * 24 * 3600
 

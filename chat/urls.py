@@ -1,5 +1,6 @@
 from django.urls import path
 
+from chat.accounts import views as accounts
 from chat.views import messages, rooms
 
 urlpatterns = [
@@ -10,4 +11,5 @@ urlpatterns = [
     path("messages/<int:pk>/", messages.permalink, name="message"),
     path("messages/<int:pk>/edit/", messages.edit, name="message_edit"),
     path("messages/<int:pk>/reply/", messages.reply, name="message_reply"),
+    path("people/<str:username>/", accounts.person, name="person"),
 ]

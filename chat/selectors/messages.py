@@ -36,14 +36,18 @@ def message_positions_after(room, *, after_seq, limit, upto_seq=None):
 
 def messages_by_pk(pks):
     """Whole messages, with what their fragment shows, for those the cache did not have."""
-    return list(Message.objects.filter(pk__in=pks).select_related("author", "reply_to__author"))
+    return list(
+        Message.objects.filter(pk__in=pks).select_related(
+            "author__profile", "reply_to__author__profile"
+        )
+    )
 
 
 def message_in_room(room, message_id):
     """The message `message_id` if it is in `room` (deleted or not), else None."""
     return (
         Message.objects.filter(room=room, pk=message_id)
-        .select_related("author", "reply_to__author")
+        .select_related("author__profile", "reply_to__author__profile")
         .first()
     )
 
@@ -61,7 +65,7 @@ def message_before(room, *, seq):
 def message_with_key(author, client_key):
     message = (
         Message.objects.filter(author=author, client_key=client_key)
-        .select_related("reply_to__author")
+        .select_related("reply_to__author__profile")
         .first()
     )
     if message is not None:
@@ -75,16 +79,16 @@ def reaction_summary(message):
     rows = (
         Reaction.objects.filter(message=message)
         .order_by("created_at", "pk")
-        .values_list("emoji", "user_id", "user__username")
+        .values_list("emoji", "user_id", "user__username", "user__profile__display_name")
     )
-    for emoji, user_id, name in rows:
-        summary.setdefault(emoji, []).append([user_id, name])
+    for emoji, user_id, username, chosen in rows:
+        summary.setdefault(emoji, []).append([user_id, chosen or username])
     return summary
 
 
 def messages_after(room, *, after_seq, upto_seq=None, limit=None):
     """Messages (deleted or not) after `after_seq`, oldest first."""
-    query = Message.objects.filter(room=room, seq__gt=after_seq).select_related("author")
+    query = Message.objects.filter(room=room, seq__gt=after_seq).select_related("author__profile")
     query = query.order_by("seq")
     if upto_seq is not None:
         query = query.filter(seq__lte=upto_seq)
