@@ -145,6 +145,8 @@ def _room_context(request, room, page):
     reply_to = message_selectors.message_in_room(room, reply_to_id) if reply_to_id else None
     today = timezone.localdate()
     return {
+        "sidebar_rooms": room_selectors.room_list(),
+        "people_here": [],
         "last_seq": room.last_seq,  # where the socket's catch-up starts
         "page_size": settings.CHAT_PAGE_SIZE,
         "client_key": uuid.uuid4(),
