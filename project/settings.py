@@ -110,10 +110,33 @@ ROOT_URLCONF = "project.urls"
 WSGI_APPLICATION = "project.wsgi.application"
 ASGI_APPLICATION = "project.asgi.application"
 
+def theme_dir(value):
+    """CHAT_THEME_DIR: a folder whose templates/ and static/ take precedence over ours."""
+    if not value:
+        return None
+    folder = Path(value).expanduser().resolve()
+    if not folder.is_dir():
+        raise ImproperlyConfigured(f"CHAT_THEME_DIR must be an existing folder, not {value!r}")
+    if not (folder / "templates").is_dir() and not (folder / "static").is_dir():
+        raise ImproperlyConfigured(
+            f"CHAT_THEME_DIR {value!r} has neither a templates/ nor a static/ folder"
+        )
+    return folder
+
+
+CHAT_THEME_DIR = theme_dir(os.environ.get("CHAT_THEME_DIR", ""))
+THEME_TEMPLATES = [CHAT_THEME_DIR / "templates"] if CHAT_THEME_DIR else []
+THEME_STATIC = (
+    [CHAT_THEME_DIR / "static"]
+    if CHAT_THEME_DIR and (CHAT_THEME_DIR / "static").is_dir()
+    else []
+)
+
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # A theme's templates first; one of the same name may {% extends %} ours.
+        "DIRS": [*THEME_TEMPLATES, BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -217,7 +240,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [*THEME_STATIC, BASE_DIR / "static"]  # the first file found wins
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
