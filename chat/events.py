@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.template.loader import render_to_string
 
+from chat.localtime import operator_clock
 from chat.models import Room, RoomEvent
 from chat.rendering import with_fragments
 
@@ -80,7 +81,8 @@ def record(kind, *, room_id, seq, message, quotes_changed=False):
 def render(kind, *, seq, message, quotes_changed=False):
     """The HTML of one event: its envelope around the message's current fragment."""
     context = {"message": message, "seq": seq, "quotes_changed": quotes_changed}
-    return render_to_string(kind.template, context)
+    with operator_clock():  # one rendering for every reader; pages localise (localtime.py)
+        return render_to_string(kind.template, context)
 
 
 def render_stored(events):

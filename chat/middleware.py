@@ -2,6 +2,10 @@
 
 import secrets
 
+from django.utils import timezone
+
+from chat.selectors.people import time_zone_of
+
 
 def csp_nonce(request):
     """Template context: the nonce of this response's one inline <style> block."""
@@ -30,3 +34,21 @@ class ContentSecurityPolicyMiddleware:
             "frame-ancestors 'none'",
         )
         return response
+
+
+class ReaderTimeZoneMiddleware:
+    """Pages on the reader's own clock: their profile's time zone, else TIME_ZONE."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            timezone.activate(time_zone_of(user))
+        else:
+            timezone.deactivate()
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()

@@ -9,6 +9,7 @@ was away asks for the events after the last number it saw (chat/realtime).
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 
 class Room(models.Model):
@@ -55,9 +56,10 @@ class Message(models.Model):
     # so a page can never be served an old version.
     version = models.PositiveIntegerField(default=1, db_default=1)
     # Fixed when posted, so the one rendering serves every reader: whether the name is
-    # shown (a new author, or a pause) and whether a day divider leads the message.
+    # shown (a new author, or a pause), and when the message before it was posted, so
+    # each reader's clock can tell whether a day divider leads it (chat/localtime.py).
     continues_group = models.BooleanField(default=False, db_default=False)
-    starts_day = models.BooleanField(default=False, db_default=False)
+    previous_at = models.DateTimeField(null=True, blank=True)
     # {emoji: [[user id, name], ...]} in reaction order: what the fragment shows, kept
     # with the message so rendering needs no query. `Reaction` rows are the truth.
     reactions = models.JSONField(default=dict, db_default={}, blank=True)
@@ -83,6 +85,13 @@ class Message(models.Model):
     @property
     def is_deleted(self):
         return self.deleted_at is not None
+
+    @property
+    def starts_day(self):
+        """Whether a new day begins with this message, on the operator's clock."""
+        return self.previous_at is None or timezone.localdate(
+            self.previous_at
+        ) != timezone.localdate(self.created_at)
 
 
 class Reaction(models.Model):

@@ -15,9 +15,11 @@ import logging
 from dataclasses import dataclass
 
 from django.template.loader import get_template, render_to_string
+from django.utils import timezone
 from django.utils.safestring import mark_safe
 
 from chat.caching import shared_cache
+from chat.localtime import localise, operator_clock
 from chat.selectors import messages as message_selectors
 
 logger = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ TEMPLATES_IN_A_FRAGMENT = (
     "chat/messages/_editor.html",
     "chat/people/_avatar.html",
 )
+# Also part of every fragment's HTML: chat/localtime.py writes its <time> elements.
 KEEP_SECONDS = 7 * 24 * 3600
 
 
@@ -65,8 +68,9 @@ def shown_messages(positions):
         for message in with_fragments(message_selectors.messages_by_pk(missing), new=True):
             # A newer version than the positions said: shown as it is now.
             found[keys[message.pk]] = message.fragment
+    zone = timezone.get_current_timezone_name()  # the reader's (chat.middleware)
     return [
-        ShownMessage(pk, seq, mark_safe(found[keys[pk]]))  # noqa: S308 - our template's output
+        ShownMessage(pk, seq, mark_safe(localise(found[keys[pk]], zone)))  # noqa: S308
         for pk, seq, _ in positions
         if keys[pk] in found  # deleted (in the admin) since the positions were read
     ]
@@ -91,9 +95,9 @@ def with_fragments(messages, *, new=False):
     for message in messages:
         html = found.get(keys[message.pk]) if found is not None else None
         if html is None:
-            html = rendered[keys[message.pk]] = render_to_string(
-                MESSAGE_TEMPLATE, {"message": message}
-            )
+            with operator_clock():  # kept and shared: the same for every reader
+                html = render_to_string(MESSAGE_TEMPLATE, {"message": message})
+            rendered[keys[message.pk]] = html
         message.fragment = mark_safe(html)  # noqa: S308 - our autoescaped template's output
     if rendered and found is not None:
         try:

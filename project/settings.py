@@ -101,6 +101,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "chat.middleware.ReaderTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -109,6 +110,7 @@ MIDDLEWARE = [
 ROOT_URLCONF = "project.urls"
 WSGI_APPLICATION = "project.wsgi.application"
 ASGI_APPLICATION = "project.asgi.application"
+
 
 def theme_dir(value):
     """CHAT_THEME_DIR: a folder whose templates/ and static/ take precedence over ours."""
@@ -127,9 +129,7 @@ def theme_dir(value):
 CHAT_THEME_DIR = theme_dir(os.environ.get("CHAT_THEME_DIR", ""))
 THEME_TEMPLATES = [CHAT_THEME_DIR / "templates"] if CHAT_THEME_DIR else []
 THEME_STATIC = (
-    [CHAT_THEME_DIR / "static"]
-    if CHAT_THEME_DIR and (CHAT_THEME_DIR / "static").is_dir()
-    else []
+    [CHAT_THEME_DIR / "static"] if CHAT_THEME_DIR and (CHAT_THEME_DIR / "static").is_dir() else []
 )
 
 TEMPLATES = [
@@ -228,6 +228,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# Ours loads the person's profile with them (one query, not two); Django's stays second
+# so sessions it started remain valid.
+AUTHENTICATION_BACKENDS = [
+    "chat.accounts.backends.ProfileModelBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "lobby"

@@ -23,7 +23,7 @@ def signup(request):
     if request.method == "POST" and form.is_valid():
         user = form.save()
         people.profile_of(user)
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        login(request, user, backend="chat.accounts.backends.ProfileModelBackend")
         next_url = request.GET.get("next", "")
         if url_has_allowed_host_and_scheme(next_url, {request.get_host()}, request.is_secure()):
             return redirect(next_url)

@@ -74,7 +74,7 @@ def message_post(*, room, author, text, client_key=None, reply_to_id=None):
                 reply_to=reply_to,
                 created_at=now,
                 continues_group=_continues(previous, author, now),
-                starts_day=_starts_day(previous, now),
+                previous_at=previous.created_at if previous is not None else None,
             )
             message.author = author
             events.record(events.MESSAGE_POSTED, room_id=room.pk, seq=seq, message=message)

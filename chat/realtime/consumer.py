@@ -15,6 +15,7 @@ from django.db import DatabaseError
 from django.template.loader import render_to_string
 
 from chat.actions.limits import RateLimited
+from chat.localtime import localise
 from chat.realtime.cursor import PageCursor
 from chat.realtime.frames import (
     CatchUpFrame,
@@ -29,6 +30,7 @@ from chat.realtime.frames import (
 from chat.realtime.hub import CATCH_UP_LIMIT, get_hub
 from chat.realtime.hub.heartbeat import status_frame
 from chat.selectors import rooms as room_selectors
+from chat.selectors.people import time_zone_of
 
 logger = logging.getLogger(__name__)
 timing_logger = logging.getLogger("chat.timing")
@@ -56,6 +58,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return await self.refuse(CloseCode.NO_SUCH_ROOM)
         self.hub = get_hub()
         self.cursor = PageCursor()
+        # The reader's clock: events are rendered once, then localised once per zone.
+        zone = time_zone_of(user)
+        self.zone = None if zone == settings.TIME_ZONE else zone
         self.sending = asyncio.Lock()
         self.filler = None
         url_after = _after_from_query(self.scope, default=self.room.last_seq)
@@ -194,7 +199,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         cursor = self.cursor
         if not cursor.room_reached(seq):
             return  # position not known yet, or already shown
-        frame = None if self.sending.locked() else self.hub.frame(self.room.pk, cursor.shown, seq)
+        frame = (
+            None
+            if self.sending.locked()
+            else self.hub.frame(self.room.pk, cursor.shown, seq, self.zone)
+        )
         if frame is not None:
             cursor.sent(seq)  # the common case: what follows, rendered once, in memory
             # The hub's ready-made event, shared by every socket at this position; what
@@ -218,7 +227,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
                         return
                     batch = await self.hub.fragments_after(self.room.pk, cursor.shown, upto)
                     if batch:
-                        await self.send(text_data="".join(html for _, html in batch))
+                        text = "".join(html for _, html in batch)
+                        await self.send(text_data=localise(text, self.zone or settings.TIME_ZONE))
                         cursor.sent(batch[-1][0])
                     elif upto is not None:  # numbers with no stored event
                         cursor.sent(min(upto, cursor.shown + CATCH_UP_LIMIT))

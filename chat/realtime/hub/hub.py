@@ -15,8 +15,10 @@ import contextlib
 import logging
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from chat import events
+from chat.localtime import localise
 from chat.realtime.hub.heartbeat import Heartbeat
 from chat.realtime.hub.link import EVENT_TYPE, ChannelLink
 from chat.realtime.hub.memory import EventMemory
@@ -120,18 +122,19 @@ class RoomHub:
             if index % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
 
-    def frame(self, room_id, after_seq, upto_seq):
+    def frame(self, room_id, after_seq, upto_seq, zone=None):
         """The `websocket.send` event with every event after `after_seq` up to `upto_seq`,
-        if all are in memory (the common case); None sends the socket to the slow path.
+        on the clock of `zone` (None: the operator's), if all are in memory (the common
+        case); None sends the socket to the slow path.
 
-        One event object per pass and position, shared by all sockets there: the server
-        only reads it."""
-        key = (room_id, after_seq, upto_seq)
+        One event object per pass, position and time zone, shared by all sockets there:
+        the server only reads it."""
+        key = (room_id, after_seq, upto_seq, zone)
         frame = self.frames.get(key)
         if frame is None and upto_seq - after_seq <= CATCH_UP_LIMIT:
             found = self.memory.range(room_id, after_seq, upto_seq)
             if found is not None:
-                text = "".join(html for _, html in found)
+                text = localise("".join(html for _, html in found), zone or settings.TIME_ZONE)
                 frame = self.frames[key] = {"type": "websocket.send", "text": text}
         return frame
 
