@@ -16,7 +16,8 @@ ALLOWED_TAGS = {
     "p", "br", "strong", "em", "s", "del", "code", "pre", "blockquote",
     "ul", "ol", "li", "a", "hr",
 }  # fmt: skip
-ALLOWED_ATTRIBUTES = {"a": {"href"}, "ol": {"start"}}
+# "*": no attribute on every tag (not even nh3's default title and lang).
+ALLOWED_ATTRIBUTES = {"*": set(), "a": {"href"}, "ol": {"start"}}
 LINK_SCHEMES = {"http", "https", "mailto"}
 
 

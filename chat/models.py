@@ -43,7 +43,7 @@ class Message(models.Model):
     # The number of the event that posted it: its place in the room, for good.
     seq = models.PositiveBigIntegerField()
     text = models.TextField()
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=timezone.now)
     # The composer's one-time key: a form that arrives twice stores one message.
     client_key = models.UUIDField(null=True, blank=True)
     reply_to = models.ForeignKey(

@@ -18,6 +18,11 @@ def formatted(text):
 
 
 @register.filter
+def has_line_breaks(text):
+    return "\n" in (text or "")
+
+
+@register.filter
 def excerpt(text):
     return formatting.excerpt(text)
 

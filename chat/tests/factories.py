@@ -4,11 +4,13 @@
 `make_history` writes a long history in one query for tests that only read it.
 """
 
+import contextlib
 import itertools
 
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from chat import events
 from chat.actions.messages import message_post
 from chat.actions.reactions import reaction_set
 from chat.actions.rooms import room_get_or_create
@@ -77,3 +79,21 @@ def make_history(*, room, count, authors, text="message {}"):
     Room.objects.filter(pk=room.pk).update(last_seq=start + count, last_message_at=now)
     room.refresh_from_db()
     return room
+
+
+@contextlib.contextmanager
+def recorded_events():
+    """[(room_id, seq, html)] of every event published inside the block, in order.
+
+    chat/events.py hands committed events to one publisher (ChatConfig.ready connects the
+    hub's); this swaps in a recorder for the block and puts the previous one back. Events
+    are published on commit: in a test inside a transaction, run the callbacks with
+    `django_capture_on_commit_callbacks(execute=True)` inside this block.
+    """
+    sent = []
+    previous = events._publisher
+    events.connect_publisher(lambda room_id, seq, html: sent.append((room_id, seq, html)))
+    try:
+        yield sent
+    finally:
+        events.connect_publisher(previous)

@@ -6,8 +6,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from chat import selectors, services
-from chat.models import Message, Room
+from chat.actions.messages import clean_message_text, message_post
+from chat.models import Message, Room, RoomEvent
+from chat.selectors import messages as selectors
 from chat.tests.factories import make_message, make_room, make_user
 
 pytestmark = pytest.mark.django_db
@@ -33,6 +34,11 @@ def test_creates_the_room_and_numbers_messages_one_to_n(method):
     messages = history(room)
     assert [message.seq for message in messages] == list(range(1, 251))
     assert room.last_seq == 250
+    # Each is the room's "posted" event, as if posted: a page that was away catches up on them.
+    events = RoomEvent.objects.filter(room=room).order_by("seq")
+    assert [(e.seq, e.kind, e.message_id) for e in events] == [
+        (m.seq, "message.posted", m.pk) for m in messages
+    ]
     assert room.last_message_at == messages[-1].created_at
     assert "250 messages" in output and "seeded-room" in output
 
@@ -74,7 +80,7 @@ def test_continues_after_posted_messages_and_posting_continues_after_it():
     make_message(room=room, author=author, text="before the seed")
 
     seed("Busy", 40, batch_size=16)
-    after = services.message_save(room=room, author=author, text="after the seed").message
+    after = message_post(room=room, author=author, text="after the seed").message
 
     room.refresh_from_db()
     messages = history(room)
@@ -104,7 +110,7 @@ def test_text_is_varied_and_authors_are_the_requested_number():
     lengths = [len(text) for text in texts]
     assert min(lengths) < 20 and max(lengths) > 150
     assert all(text.strip() == text and text for text in texts)
-    assert all(services.clean_message_text(text) == text for text in texts)
+    assert all(clean_message_text(text) == text for text in texts)
     author_ids = {message.author_id for message in messages}
     assert len(author_ids) == 7
 
