@@ -10,6 +10,8 @@ One after another, on free localhost ports, it starts
   tutorial  bench/tutorial/, the official Channels tutorial chat (daphne, RedisChannelLayer,
             one group member per socket, JSON frames);
   floor     bench/floor.py, a bare ASGI broadcast loop under daphne;
+  project-mix  the project again, with a mixed workload (--mix, 70% posts, 20% reactions,
+            10% edits of earlier messages; every delivery counted by its event number);
 and for each: measures RSS per idle socket, opens --sockets receivers in one room, posts
 at stepped rates and reports deliveries/s, delivered fraction, latency percentiles and
 server CPU per 1,000 deliveries. See bench/README.md.
@@ -60,8 +62,11 @@ QUICK_RATES = "500,1000,2500,5000"
 WARM_UP_SECONDS = 5  # traffic after the sockets open, before the first step
 MIN_MESSAGES = 20  # per step, see Bench.run_system
 PRIME_SOCKETS = 100  # opened and closed before the empty RSS reading, see Bench.idle_rss
+DEFAULT_SYSTEMS = "project,project-mix,tutorial,floor"
+DEFAULT_MIX = "70,20,10"  # posts, reactions, edits
 SYSTEM_NAMES = (
     "project",
+    "project-mix",
     "project-pubsub",
     "project-exp",
     "project-uvicorn",
@@ -88,8 +93,10 @@ class ProjectSystem:
         database="sqlite",
         env=None,
         server="daphne",
+        mix=None,
     ):
         self.name = name
+        self.mix = mix  # (posts, reactions, edits) weights: the mixed workload
         self.redis_url = redis_url
         self.processes = processes
         self.settings_module = settings_module
@@ -163,6 +170,7 @@ class ProjectSystem:
                 headers=headers,
                 kind="project",
                 page_url=f"{web.url}/chat/{slug}/",
+                count_events=bool(self.mix),
             )
             for web in self.webs
         ]
@@ -171,6 +179,7 @@ class ProjectSystem:
         return {
             "command": self.command,
             "processes": self.processes,
+            "mix": dict(zip(loadgen.KIND_NAMES, self.mix, strict=True)) if self.mix else None,
             "settings": self.settings_module or "project.settings",
             "database": self.database_url.split(":", 1)[0] if self.database_url else None,
             "database_on_tmpfs": bool(self.temp_dir and self.temp_dir.startswith("/dev/shm/")),  # noqa: S108
@@ -256,6 +265,8 @@ class CommandSystem:
             )
         ]
 
+    mix = None  # a reaction or an edit would be one more broadcast of the same size
+
     def describe(self):
         return {"command": self.command, "processes": 1, "cwd": str(self.cwd)}
 
@@ -318,10 +329,15 @@ def _plain_env(**extra):
     return env
 
 
-def make_system(name, *, redis_url, processes, experiment=None, database="sqlite"):
+def make_system(name, *, redis_url, processes, experiment=None, database="sqlite", mix=None):
     if name == "project":
         label = "project" if processes == 1 else f"project-{processes}p"
         return ProjectSystem(label, redis_url=redis_url, processes=processes, database=database)
+    if name == "project-mix":
+        label = "project-mix" if processes == 1 else f"project-mix-{processes}p"
+        return ProjectSystem(
+            label, redis_url=redis_url, processes=processes, database=database, mix=mix
+        )
     if name == "project-pubsub":
         return ProjectSystem(
             name,
@@ -483,14 +499,16 @@ class Bench:
         meter = Meter(meter_pids, loadgen_pids, self.redis_pid)
         await self.pool.reset()
         self.counters = {"duplicates": 0, "disorder": 0}
-        posters = Posters(system.targets("fanout"), args.posters, args.compression)
+        posters = Posters(system.targets("fanout"), args.posters, args.compression, mix=system.mix)
         try:
             await posters.open()
             # Warm up: one socket, a few messages, so lazy imports and pools exist.
             await self.pool.connect("warm", system.targets("fanout"), 1, args.compression)
             await self.step(system, posters, meter, rate=5, sockets=1, duration=1, record=False)
             await self.pool.close("warm")
-            if args.idle_sockets:
+            # The mixed workload runs the same server as `project`: its idle sockets cost
+            # the same, so the RSS measure is not repeated.
+            if args.idle_sockets and not system.mix:
                 result["idle"] = await self.idle_rss(system)
                 say(
                     f"[{system.name}] RSS per idle socket: "
@@ -557,6 +575,9 @@ class Bench:
             if args.profile and system.name.startswith("project"):
                 result["profile"] = await self.profile(system, posters, meter)
             result["knee"] = knee(result["steps"])
+            if posters.ledger:
+                result["event_bytes"] = posters.ledger.event_sizes()
+                result["events_unmatched"] = posters.ledger.unmatched
             return result
         finally:
             with contextlib.suppress(Exception):
@@ -587,9 +608,16 @@ class Bench:
         posting = asyncio.create_task(posters.post(step_id, messages_per_s, duration))
         extra = asyncio.create_task(during()) if during else None
         started = time.monotonic()
+        ledger = posters.ledger  # the mixed workload: deliveries counted by event number
+
+        async def delivered_so_far():
+            if ledger is None:
+                return await self.pool.count(step_id)
+            return await self.pool.count_events(ledger.step_seqs(step_id))
+
         while not posting.done():
             if label:
-                delivered = await self.pool.count(step_id)
+                delivered = await delivered_so_far()
                 self.progress.show(
                     f"{label}: offering {rate:,.0f}/s  {time.monotonic() - started:4.1f}/"
                     f"{duration:.0f} s  delivered {delivered:,}"
@@ -601,7 +629,7 @@ class Bench:
         sent_done = time.monotonic()
         last_count, last_change = -1, sent_done
         while True:
-            count = await self.pool.count(step_id)
+            count = await delivered_so_far()
             now = time.monotonic()
             if count >= expected:
                 break
@@ -616,7 +644,12 @@ class Bench:
             await asyncio.sleep(0.2)
         after = meter.read()
         profile = await extra if extra else None
-        got = await self.pool.collect(step_id)
+        if ledger is None:
+            got = await self.pool.collect(step_id)
+        else:
+            got = await self.pool.collect_events(ledger.step_sent(step_id))
+            unseen = ledger.unseen(step_id)
+            ledger.forget(step_id)
         latencies = got["latencies_ms"]
         delivered = len(latencies)
         span_s = max(
@@ -658,6 +691,14 @@ class Bench:
             "closed_by_server": got["closed"],
             "posts_rejected": posters.rejected - rejected_before,
         }
+        if ledger is not None:
+            # What each kind of operation was, how long its events took, and operations
+            # whose event the observing socket never saw (then counted as not delivered).
+            step["operations"] = sent["kinds"]
+            step["operations_unseen"] = unseen
+            for name, part in got["by_kind"].items():
+                step[f"{name}_p50_ms"] = _round(percentile(part, 0.50))
+                step[f"{name}_p99_ms"] = _round(percentile(part, 0.99))
         self.counters = {"duplicates": got["duplicates"], "disorder": got["disorder"]}
         step["ok"] = bool(
             delivered == expected
@@ -847,7 +888,7 @@ def code_version():
         with contextlib.suppress(Exception):
             return subprocess.run(
                 ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10
-            ).stdout.strip()
+            ).stdout.rstrip()  # not strip(): a status line starts with a space (" M path")
         return ""
 
     changed = [
@@ -855,7 +896,10 @@ def code_version():
         for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
         if not line[3:].startswith("bench/")
     ]
-    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_app_changes": changed}
+    return {
+        "commit": git("rev-parse", "--short", "HEAD").strip(),
+        "uncommitted_app_changes": changed,
+    }
 
 
 def redis_for_bench(url=None):
@@ -928,6 +972,24 @@ def ratios(systems):
     }
     if "knee_2_processes_over_1" in out:
         goals["knee with 2 processes >= with 1"] = _at_least(out["knee_2_processes_over_1"], 0.95)
+    mix = next((name for name in ("project-mix", "project-mix-2p") if name in systems), None)
+    if mix:
+        # Issue 9: the mixed workload against the same baselines (theirs are all posts: a
+        # reaction or an edit would be one more broadcast of the same size there).
+        m_knee = get(mix, "knee")
+        out["mix"] = mix
+        out["knee_mix_over_tutorial"] = _ratio(m_knee, t_knee)
+        if out.get("tutorial_knee_below") and m_knee:
+            out["knee_mix_over_tutorial_at_least"] = round(m_knee / out["tutorial_knee_below"], 3)
+        out["knee_mix_over_floor"] = _ratio(m_knee, f_knee)
+        out["knee_mix_over_posts"] = _ratio(m_knee, p_knee)
+        out["p99_at_5000_mix_over_floor"] = _ratio(p99.get(mix), p99.get("floor"))
+        goals["mix knee >= 10x tutorial"] = (
+            _at_least(out["knee_mix_over_tutorial"], 10)
+            if out.get("knee_mix_over_tutorial_at_least") is None
+            else (out["knee_mix_over_tutorial_at_least"] >= 10 or None)
+        )
+        goals["mix knee >= 1x floor"] = _at_least(out["knee_mix_over_floor"], 1)
     out["goals"] = goals
     return out
 
@@ -988,11 +1050,42 @@ def summary_table(report):
             else ""
         )
     )
+    if r.get("mix"):
+        lines.append(
+            f"knee {r['mix']}/tutorial "
+            + (
+                f">= {r['knee_mix_over_tutorial_at_least']:.2f}x"
+                if r.get("knee_mix_over_tutorial_at_least")
+                else _fmt(r["knee_mix_over_tutorial"], "{:.2f}x")
+            )
+            + f"   mix/floor {_fmt(r['knee_mix_over_floor'], '{:.2f}x')}"
+            f"   mix/posts {_fmt(r['knee_mix_over_posts'], '{:.2f}x')}"
+            f"   p99@5k mix/floor {_fmt(r['p99_at_5000_mix_over_floor'], '{:.2f}x')}"
+        )
+        mix_system = systems[r["mix"]]
+        lines.append(f"  {r['mix']}: {mix_line(mix_system)}")
     for goal, met in r["goals"].items():
         lines.append(
             f"  goal {goal:<34} {'met' if met else 'NOT met' if met is False else 'undecided'}"
         )
     return "\n".join(lines)
+
+
+def mix_line(system):
+    """The mixed workload in one line: its shares, event sizes and p99 by kind at 5,000/s."""
+    mix = (system.get("server") or {}).get("mix") or {}
+    sizes = system.get("event_bytes") or {}
+    step = next((s for s in system.get("steps", []) if s["offered_per_s"] == 5000), {})
+    parts = [
+        "operations " + ", ".join(f"{share}% {name}s" for name, share in mix.items()),
+        "event sizes " + ", ".join(f"{name} {size:,} B" for name, size in sizes.items()),
+    ]
+    if step:
+        parts.append(
+            "p99 at 5,000/s by kind "
+            + ", ".join(f"{name} {_fmt(step.get(f'{name}_p99_ms'), '{:,.0f} ms')}" for name in mix)
+        )
+    return "; ".join(parts)
 
 
 def markdown_summary(report):
@@ -1021,6 +1114,21 @@ def markdown_summary(report):
             f"| {name} | {knee_text} | {_fmt(step.get('p99_ms'), '{:,.0f} ms')} | "
             f"{_fmt(step.get('server_cpu_s_per_1k'), '{:.3f}')} | {_fmt(idle, '{:.1f} KiB')} |"
         )
+    mix_lines = []
+    if r.get("mix"):
+        ratio_mix_t = (
+            f">= {r['knee_mix_over_tutorial_at_least']:.1f}x"
+            if r.get("knee_mix_over_tutorial_at_least")
+            else _fmt(r["knee_mix_over_tutorial"], "{:.2f}x")
+        )
+        mix_lines = [
+            "",
+            f"Ratios ({r['mix']}): knee mix/tutorial {ratio_mix_t}; knee mix/floor "
+            f"{_fmt(r['knee_mix_over_floor'], '{:.2f}x')}; knee mix/posts-only "
+            f"{_fmt(r['knee_mix_over_posts'], '{:.2f}x')}; p99 at 5,000/s mix/floor "
+            f"{_fmt(r['p99_at_5000_mix_over_floor'], '{:.2f}x')}. Mixed workload: "
+            f"{mix_line(report['systems'][r['mix']])}.",
+        ]
     ratio_knee_t = (
         f">= {r['knee_project_over_tutorial_at_least']:.1f}x (the tutorial missed at "
         f"{r['tutorial_knee_below']:,.0f}/s already)"
@@ -1028,6 +1136,14 @@ def markdown_summary(report):
         else _fmt(r["knee_project_over_tutorial"], "{:.2f}x")
     )
     lines += [
+        "",
+        "Other work on the machine during the steps (CPU not used by the servers, the load "
+        "generator or Redis; 200% = both cores), median per system: "
+        + ", ".join(
+            f"{name} {_fmt(other_cpu_median(system), '{:.0f}%')}"
+            for name, system in report["systems"].items()
+        )
+        + ". Compare figures within one run.",
         "",
         f"Ratios ({r['project']}): knee project/tutorial {ratio_knee_t}; knee project/floor "
         f"{_fmt(r['knee_project_over_floor'], '{:.2f}x')}; p99 at 5,000/s project/floor "
@@ -1039,6 +1155,7 @@ def markdown_summary(report):
             else ""
         )
         + ".",
+        *mix_lines,
         "",
         "Goals: "
         + "; ".join(
@@ -1048,6 +1165,11 @@ def markdown_summary(report):
         + ".",
     ]
     return "\n".join(lines) + "\n"
+
+
+def other_cpu_median(system):
+    values = sorted(step["other_cpu_pct"] for step in system.get("steps", []))
+    return values[len(values) // 2] if values else None
 
 
 def _fmt(value, pattern):
@@ -1066,8 +1188,14 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--systems",
-        default="project,tutorial,floor",
-        help=f"comma-separated, from {', '.join(SYSTEM_NAMES)}",
+        default=DEFAULT_SYSTEMS,
+        help=f"comma-separated, from {', '.join(SYSTEM_NAMES)} (default {DEFAULT_SYSTEMS})",
+    )
+    parser.add_argument(
+        "--mix",
+        default=DEFAULT_MIX,
+        help="project-mix: percentages of posts, reactions and edits (default "
+        f"{DEFAULT_MIX}); reactions and edits go to messages posted earlier",
     )
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument(
@@ -1132,6 +1260,12 @@ def parse_args(argv=None):
     for name in args.system_list:
         if name not in SYSTEM_NAMES:
             parser.error(f"unknown system {name!r}")
+    try:
+        args.mix_weights = tuple(int(part) for part in args.mix.split(","))
+    except ValueError:
+        args.mix_weights = ()
+    if len(args.mix_weights) != 3 or min(args.mix_weights) < 0 or not args.mix_weights[0]:
+        parser.error("--mix takes three percentages, posts,reactions,edits (posts > 0)")
     return args
 
 
@@ -1155,6 +1289,7 @@ async def main_async(args, redis_url):
                         "env": dict(item.split("=", 1) for item in args.exp_env),
                     },
                     database=args.database,
+                    mix=args.mix_weights,
                 )
                 try:
                     systems[system.name] = await bench.run_system(system)
@@ -1197,6 +1332,9 @@ def main(argv=None):
             "redis": redis_url,
             "redis_private": private_redis is not None,
             "database": args.database,
+            "mix": dict(zip(loadgen.KIND_NAMES, args.mix_weights, strict=True))
+            if any(name.startswith("project-mix") for name in args.system_list)
+            else None,
             "quick": args.quick,
             "nice": args.nice,
             "experiment": {
