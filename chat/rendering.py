@@ -29,7 +29,6 @@ TEMPLATES_IN_A_FRAGMENT = (
     MESSAGE_TEMPLATE,
     "chat/messages/_quote.html",
     "chat/messages/_reactions.html",
-    "chat/messages/_reaction.html",
     "chat/messages/_editor.html",
     "chat/people/_avatar.html",
 )

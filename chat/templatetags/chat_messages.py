@@ -35,18 +35,23 @@ class ReactionButton:
     reactors: str  # " u3 u5 ": matched per reader by CSS ([data-reactors~="u5"])
 
 
+@dataclass(frozen=True)
+class ReactionButtons:
+    chosen: list  # emoji someone chose, in the offered order
+    offered: list  # the rest
+
+
 @register.filter
 def reaction_buttons(message):
-    """One entry per offered emoji, in the offered order, from the message's summary."""
-    buttons = []
+    """The offered emoji of a message, split into those chosen and the rest."""
+    chosen, offered = [], []
     for emoji in REACTION_EMOJI:
         people = message.reactions.get(emoji, ())
-        buttons.append(
-            ReactionButton(
-                emoji=emoji,
-                count=len(people),
-                names=", ".join(name for _, name in people),
-                reactors=" ".join(f"u{user_id}" for user_id, _ in people),
-            )
+        button = ReactionButton(
+            emoji=emoji,
+            count=len(people),
+            names=", ".join(name for _, name in people),
+            reactors=" ".join(f"u{user_id}" for user_id, _ in people),
         )
-    return buttons
+        (chosen if people else offered).append(button)
+    return ReactionButtons(chosen=chosen, offered=offered)

@@ -14,3 +14,13 @@ def display_name(user):
 def avatar(user, size="small"):
     name = people.display_name(user)
     return {"initials": people.initials(name), "hue": people.avatar_hue(user.pk), "size": size}
+
+
+@register.filter
+def initials(user):
+    return people.initials(people.display_name(user))
+
+
+@register.filter
+def avatar_hue(user):
+    return people.avatar_hue(user.pk)
