@@ -22,6 +22,7 @@ from django.template.loader import render_to_string
 from chat.localtime import operator_clock
 from chat.models import Room, RoomEvent
 from chat.rendering import with_fragments
+from chat.selectors import messages as message_selectors
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,15 @@ REACTIONS_CHANGED = EventKind(
 CATALOGUE = {
     kind.name: kind for kind in (MESSAGE_POSTED, MESSAGE_EDITED, MESSAGE_DELETED, REACTIONS_CHANGED)
 }
+
+# Ephemeral kinds: the state of a room right now, never stored, numbered or replayed. A
+# page that was away gets the current state when its socket opens, not what it missed.
+# Each process renders them for its own sockets (chat/realtime/hub/presence.py, typing.py):
+# the channel layer carries only a small notice, no HTML.
+PRESENCE_CHANGED = EventKind("presence.changed", False, "room", "chat/events/people.html")
+TYPING_CHANGED = EventKind("typing.changed", False, "room", "chat/events/typing.html")
+
+EPHEMERAL = {kind.name: kind for kind in (PRESENCE_CHANGED, TYPING_CHANGED)}
 
 
 def take_next_seq(room_id, *, posted_at=None):
@@ -85,22 +95,28 @@ def render(kind, *, seq, message, quotes_changed=False):
         return render_to_string(kind.template, context)
 
 
+def render_ephemeral(kind, **context):
+    """The HTML of an ephemeral event: its template with `context` (the room's state now)."""
+    return render_to_string(kind.template, context)
+
+
 def render_stored(events):
     """[(seq, html)] for stored events, oldest first: what a page that missed them needs.
 
     Each renders the message as it is now (later events included), so replaying any
     suffix of the stream leaves a page as a fresh load would.
     """
-    with_fragments([event.message for event in events if event.message is not None])
+    messages = [event.message for event in events if event.message is not None]
+    with_fragments(messages)
+    quoted = message_selectors.quoted_among(messages)  # one query for the whole batch
     rendered = []
     for event in events:
         kind = CATALOGUE.get(event.kind)
         if kind is None or event.message is None:
             rendered.append((event.seq, _position_only(event.seq)))
             continue
-        html = render(
-            kind, seq=event.seq, message=event.message, quotes_changed=kind is not MESSAGE_POSTED
-        )
+        quotes_changed = kind is not MESSAGE_POSTED and event.message.pk in quoted
+        html = render(kind, seq=event.seq, message=event.message, quotes_changed=quotes_changed)
         rendered.append((event.seq, html))
     return rendered
 

@@ -8,6 +8,7 @@ attachments.
 """
 
 import functools
+import html
 
 import nh3
 from markdown_it import MarkdownIt
@@ -25,8 +26,9 @@ LINK_SCHEMES = {"http", "https", "mailto"}
 def _parser():
     parser = MarkdownIt("commonmark", {"html": False, "linkify": True, "breaks": True})
     parser.enable(["linkify", "strikethrough"])
-    # Headings, images and tables do not belong in a chat line; they stay as typed.
-    parser.disable(["heading", "lheading", "image"])
+    # Headings, images and tables do not belong in a chat line; they stay as typed. So do
+    # character references: someone who types &lt;b&gt; sees &lt;b&gt;, not <b>.
+    parser.disable(["heading", "lheading", "image", "entity"])
     return parser
 
 
@@ -47,6 +49,8 @@ def message_html(text):
 
 
 def excerpt(text, length=90):
-    """A one-line plain-text taste of a message, for reply quotes."""
-    line = " ".join(text.split())
+    """A one-line plain-text taste of a message, for reply quotes: its words as shown,
+    without the formatting marks."""
+    shown = html.unescape(nh3.clean(message_html(text), tags=set()))
+    line = " ".join(shown.split())
     return line if len(line) <= length else line[: length - 1].rstrip() + "…"

@@ -271,6 +271,14 @@ CHAT_RECONCILE_SECONDS = env_seconds("CHAT_RECONCILE_SECONDS", 2.0, minimum=0.05
 # Every open page hears from its socket this often; after 2.5 beats of silence it shows
 # "Reconnecting…" (the CSS animation delay in chat.css is 2.5 x the default, 3 s).
 CHAT_HEARTBEAT_SECONDS = env_seconds("CHAT_HEARTBEAT_SECONDS", 3.0, minimum=0.5)
+# Presence ("People here", chat/realtime/hub/presence.py): each process's record of who it
+# serves in a room lives this long in Redis unless renewed (every third of it). A killed
+# process's people leave the list within about 1.3 x this; a Redis restarted empty is
+# whole again within a third of it.
+CHAT_PRESENCE_TTL_SECONDS = env_seconds("CHAT_PRESENCE_TTL_SECONDS", 30.0, minimum=1.0)
+# "alice is typing…" (chat/realtime/hub/typing.py) goes this long after her last typing
+# frame: a page sends one at most every 2 s while she types, and no "stopped" frame.
+CHAT_TYPING_SECONDS = env_seconds("CHAT_TYPING_SECONDS", 5.0, minimum=1.0)
 CHAT_LOGIN_FAILURE_LIMIT = env_int("CHAT_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 CHAT_LOGIN_LOCKOUT_SECONDS = env_int("CHAT_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
 

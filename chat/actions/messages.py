@@ -94,18 +94,32 @@ def message_edit(*, room, user, message_id, text):
     if message.text == text:
         return Done(message=message, seq=None)
     rate_limit_check(user)
-    with transaction.atomic():
-        seq = events.take_next_seq(room.pk)  # the room's lock: changes to it queue here
-        message = _changeable(room, user, message_id)
-        message.text = text
-        message.edited_at = timezone.now()
-        message.version = F("version") + 1
-        message.save(update_fields=["text", "edited_at", "version"])
-        message.refresh_from_db(fields=["version"])
-        quoted = _bump_replies(message)
-        events.record(
-            events.MESSAGE_EDITED, room_id=room.pk, seq=seq, message=message, quotes_changed=quoted
-        )
+    try:
+        with transaction.atomic():
+            seq = events.take_next_seq(room.pk)  # the room's lock: changes to it queue here
+            message = _changeable(room, user, message_id)
+            if message.text == text:  # the same edit got here first, from another process
+                raise _Unchanged
+            return _save_edit(room, message, seq, text)
+    except _Unchanged:
+        return Done(message=message, seq=None)
+
+
+class _Unchanged(Exception):
+    """Raised inside the transaction to roll back the number it took."""
+
+
+def _save_edit(room, message, seq, text):
+    """Inside the edit's transaction: the new text, its event, the quotes that follow."""
+    message.text = text
+    message.edited_at = timezone.now()
+    message.version = F("version") + 1
+    message.save(update_fields=["text", "edited_at", "version"])
+    message.refresh_from_db(fields=["version"])
+    quoted = _bump_replies(message)
+    events.record(
+        events.MESSAGE_EDITED, room_id=room.pk, seq=seq, message=message, quotes_changed=quoted
+    )
     return Done(message=message, seq=seq)
 
 

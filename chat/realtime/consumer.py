@@ -25,12 +25,14 @@ from chat.realtime.frames import (
     FrameError,
     PostFrame,
     ReactFrame,
+    TypingFrame,
     parse_frame,
 )
 from chat.realtime.hub import CATCH_UP_LIMIT, get_hub
 from chat.realtime.hub.heartbeat import status_frame
+from chat.realtime.hub.typing import TYPING_EVERY_SECONDS
 from chat.selectors import rooms as room_selectors
-from chat.selectors.people import time_zone_of
+from chat.selectors.people import display_name, time_zone_of
 
 logger = logging.getLogger(__name__)
 timing_logger = logging.getLogger("chat.timing")
@@ -39,6 +41,7 @@ timing_logger = logging.getLogger("chat.timing")
 # form). A client that never does gets events after the one its URL names.
 CATCH_UP_WAIT_SECONDS = 5
 NOT_SAVED = "That could not be saved just now. Try again."
+SERVER_ERROR = "Something went wrong on the server. If the page looks wrong, reload it."
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -46,6 +49,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # so a socket costs no layer receive and a broker outage cannot close it.
     channel_layer_alias = None
     room = None
+    here = False  # counted in the room's presence (chat/realtime/hub/presence.py)
+    name = None  # the display name typing notices carry, read once
+    typed_at = None  # loop time of the last typing frame acted on
 
     async def connect(self):
         user = self.scope["user"]
@@ -70,11 +76,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
         await self.accept()
         await self.base_send(status_frame())  # "Reconnecting…" goes as soon as we are back
+        self.here = True
+        await self.hub.presence.arrive(self.room.pk, user.pk, self)  # the list, at once
 
     async def disconnect(self, code):
         if self.room is not None:
             if self.fallback:
                 self.fallback.cancel()
+            if self.here:
+                self.hub.presence.depart(self.room.pk, self.scope["user"].pk, self)
             await self.hub.leave(self.room.pk, self)
             if self.filler:
                 self.filler.cancel()
@@ -97,7 +107,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if not error.composer:
                 return await self.send_notice(str(error))
             return await self.send_composer(error=str(error), text=error.text)
-        await getattr(self, HANDLERS[type(frame)])(frame)
+        try:
+            await getattr(self, HANDLERS[type(frame)])(frame)
+        except Exception:
+            # A bug must not take the socket down: frames the page sends meanwhile would
+            # be lost. Logged, and the person told.
+            logger.exception("could not handle a %s in room %s", type(frame).__name__, self.room.pk)
+            await self.send_notice(SERVER_ERROR)
 
     async def on_catch_up(self, frame):
         self.page_position_known(frame.last_seq)
@@ -121,13 +137,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 (time.perf_counter() - received) * 1000,
             )
         await self.send_composer(form=frame.form)
+        self.hub.typing.stopped(self.room.pk, self.scope["user"].pk)  # "is typing…" goes
         # The sender's own page shows its message even before the broadcast comes back.
         await self.catch_up(done.message.seq)
 
     async def on_edit(self, frame):
         done, error = await self.perform(frame)
         if error:
-            context = {"message_id": frame.message_id, "text": frame.text, "error": error}
+            context = {
+                "room": self.room,
+                "message_id": frame.message_id,
+                "text": frame.text,
+                "error": error,
+            }
             return await self.send_html("chat/messages/_edit_form.html", {**context, "oob": True})
         if done.changed:
             await self.catch_up(done.seq)  # the new version replaces the message, editor and all
@@ -140,6 +162,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return await self.send_notice(error)
         if done.changed:
             await self.catch_up(done.seq)
+
+    async def on_typing(self, frame):
+        """Someone is typing: told to every page of the room. A socket's frames closer
+        together than TYPING_EVERY_SECONDS are dropped (a page sends one per 2 s)."""
+        now = asyncio.get_running_loop().time()
+        if self.typed_at is not None and now - self.typed_at < TYPING_EVERY_SECONDS:
+            return
+        self.typed_at = now
+        if self.name is None:
+            self.name = await database_sync_to_async(display_name)(self.scope["user"])
+        self.hub.typing.started(self.room.pk, self.scope["user"].pk, self.name)
 
     async def perform(self, frame):
         """Run the frame's action: (Done, None), or (None, what to tell the sender)."""
@@ -174,9 +207,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             "reply_to_id": reply_to if error else None,
             "long": form == "composer-long",
         }
+        # Only the form that sent: the other keeps its draft (and its own key).
         await self.send_html("chat/rooms/_composer_fields.html", context)
-        if error is None and form == "composer-long":  # the short one's key was not used
-            await self.send_html("chat/rooms/_composer_fields.html", {**context, "long": False})
 
     async def send_notice(self, notice):
         await self.send_html("chat/rooms/_notice.html", {"notice": notice, "oob": True})
@@ -247,6 +279,7 @@ HANDLERS = {
     EditFrame: "on_edit",
     DeleteFrame: "on_change",
     ReactFrame: "on_change",
+    TypingFrame: "on_typing",
 }
 
 

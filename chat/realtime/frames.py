@@ -96,6 +96,12 @@ class ReactFrame:
         )
 
 
+@dataclass(frozen=True)
+class TypingFrame:
+    """The hidden #typing-signal form: the person is typing (at most one every 2 s, with
+    no draft text). Ephemeral: it changes what pages show, and nothing is stored."""
+
+
 FORM_FIELDS = {"csrfmiddlewaretoken", "HEADERS"}
 CATCH_UP_FIELDS = {"last_seq", "HEADERS"}
 POST_FIELDS = {"message", "client_key", "reply_to"} | FORM_FIELDS
@@ -104,6 +110,7 @@ EDIT_FIELDS = {"edit", "message"} | FORM_FIELDS
 # method would shadow a field of that name.
 DELETE_FIELDS = {"delete_message"} | FORM_FIELDS
 REACT_FIELDS = {"react"} | FORM_FIELDS
+TYPING_FIELDS = {"typing"} | FORM_FIELDS
 MAX_JSON_DEPTH = 4
 MAX_EMOJI_LENGTH = 16
 SURROGATE = re.compile("[\ud800-\udfff]")
@@ -126,14 +133,22 @@ def parse_frame(text):
         raise FrameError("That frame was not valid JSON.") from None
     if not isinstance(data, dict):
         raise FrameError("That frame was not a JSON object.")
+    # Errors found before the kind is known still go where that kind's errors go.
+    composer = not any(field in data for field, _ in KINDS if field != "message")
     if ("\\u" in text or SURROGATE.search(text)) and _holds_lone_surrogate(data):
         # Valid JSON may escape half a character; it could be neither stored nor sent back.
         text = data.get("message") if isinstance(data.get("message"), str) else ""
-        raise FrameError("The text holds a broken character.", text=SURROGATE.sub("\ufffd", text))
+        raise FrameError(
+            "The text holds a broken character.",
+            text=SURROGATE.sub("\ufffd", text),
+            composer=composer,
+        )
     if "HEADERS" in data and not isinstance(data["HEADERS"], dict):
         message = data.get("message")
         raise FrameError(
-            "HEADERS must be an object.", text=message if isinstance(message, str) else ""
+            "HEADERS must be an object.",
+            text=message if isinstance(message, str) else "",
+            composer=composer,
         )
     return parse_fields(data)
 
@@ -183,6 +198,13 @@ def _react(data):
     )
 
 
+def _typing(data):
+    _reject_unknown(data, TYPING_FIELDS)
+    if data["typing"] != "1":
+        raise FrameError("'typing' must be '1'.")
+    return TypingFrame()
+
+
 def _post(data):
     text = _string(data, "message")
     try:
@@ -204,6 +226,7 @@ KINDS = (
     ("edit", _edit),
     ("delete_message", _delete),
     ("react", _react),
+    ("typing", _typing),
     ("message", _post),
 )
 

@@ -93,3 +93,13 @@ def messages_after(room, *, after_seq, upto_seq=None, limit=None):
     if upto_seq is not None:
         query = query.filter(seq__lte=upto_seq)
     return list(query[:limit] if limit else query)
+
+
+def quoted_among(messages):
+    """The pks of those `messages` that some reply quotes (one query)."""
+    pks = [message.pk for message in messages]
+    if not pks:
+        return set()
+    return set(
+        Message.objects.filter(reply_to__in=pks).values_list("reply_to", flat=True).distinct()
+    )

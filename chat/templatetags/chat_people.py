@@ -1,4 +1,8 @@
+import functools
+from urllib.parse import quote
+
 from django import template
+from django.urls import reverse
 
 from chat.selectors import people
 
@@ -24,3 +28,14 @@ def initials(user):
 @register.filter
 def avatar_hue(user):
     return people.avatar_hue(user.pk)
+
+
+@register.filter
+def person_url(user):
+    """The person's page: one reverse() per process, not one per name in a long list."""
+    return f"{_people_root()}{quote(user.get_username())}/"
+
+
+@functools.cache
+def _people_root():
+    return reverse("person", kwargs={"username": "_"})[:-2]

@@ -1,8 +1,9 @@
 """Refusals and bad input on the room socket, against the real Redis channel layer.
 
-Every bad frame must end in a clear error in the sender's composer (text kept where the
-frame held text), store nothing, leave the socket usable and other users untouched, and
-log no error. Sockets are refused for a foreign Origin, without a session, and for a
+Every bad frame must end in a clear error where the sender looks: the composer for a
+post or a frame of no known kind (text kept where the frame held text), the edit form
+for an edit the action refuses, the page's #notice for the rest. It must store nothing,
+leave the socket usable and other users untouched, and log no error. Sockets are refused for a foreign Origin, without a session, and for a
 room that does not exist. One user's flood is cut off by the rate limit while others
 keep chatting.
 """
@@ -20,13 +21,15 @@ from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
+from django.contrib.auth import load_backend
 from django.contrib.auth.models import AnonymousUser
 from django.test import Client
 
-from chat.models import Message
-from chat.protocol import CloseCode
-from chat.routing import websocket_urlpatterns
-from chat.tests.factories import make_room, make_user
+from chat.formatting import ALLOWED_TAGS
+from chat.models import Message, RoomEvent
+from chat.realtime.frames import CloseCode
+from chat.realtime.routing import websocket_urlpatterns
+from chat.tests.factories import make_author, make_message, make_room, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -109,8 +112,11 @@ class Page:
 
     def __init__(self, communicator):
         self.communicator = communicator
-        self.received = []  # every frame, in arrival order
+        self.received = []  # every frame, in arrival order, but the ephemeral ones
         self.pending = []  # frames not taken by `expect` yet
+        # Heartbeats (#connection-status), who is here (#people), who is typing (#typing):
+        # the state of the room now, kept apart from the answers and the event stream.
+        self.ephemeral = []
 
     async def send(self, frame):
         """A text frame (str) or a binary frame (bytes), empty ones included."""
@@ -120,6 +126,9 @@ class Page:
     async def _receive(self, timeout):
         frame = await self.communicator.receive_from(timeout=timeout)
         frame.encode("utf-8")  # a text frame the server can actually send
+        if is_ephemeral(frame):
+            self.ephemeral.append(frame)
+            return
         self.received.append(frame)
         self.pending.append(frame)
 
@@ -135,6 +144,13 @@ class Page:
     async def expect_composer(self, timeout=30):
         return Composer(await self.expect(is_composer, timeout))
 
+    async def expect_notice(self, timeout=30):
+        return notice_text(await self.expect(is_notice, timeout))
+
+    async def expect_answer(self, timeout=30):
+        """The sender's answer to a frame: a composer, a notice or an edit form."""
+        return await self.expect(is_answer, timeout)
+
     async def expect_message(self, text, timeout=30):
         """The fragment holding the message `text` (compared as the page shows it)."""
         return await self.expect(lambda frame: text in message_texts(frame), timeout)
@@ -148,10 +164,16 @@ class Page:
         await self.communicator.disconnect()
 
 
+def _as_signed_in(user):
+    """`user` as the socket's session middleware loads it (profile and all)."""
+    backend = load_backend(django_settings.AUTHENTICATION_BACKENDS[0])
+    return backend.get_user(user.pk)
+
+
 async def open_socket(user, room, *, last_seq=0):
     """A logged-in page of `room` that has reported its position, as the page does."""
     communicator = WebsocketCommunicator(router, f"/ws/chat/{room.slug}/")
-    communicator.scope["user"] = user
+    communicator.scope["user"] = await database_sync_to_async(_as_signed_in)(user)
     connected, _ = await communicator.connect(timeout=10)
     assert connected
     page = Page(communicator)
@@ -167,11 +189,40 @@ def post(text, key=None, **extra):
 
 
 def is_composer(frame):
-    return 'id="composer-fields"' in frame
+    """The sender's composer fields, sent back after each post (either composer)."""
+    return 'id="composer-fields"' in frame or 'id="composer-long-fields"' in frame
 
 
 def is_message(frame):
-    return 'class="message"' in frame
+    """A frame that shows a message: a new one, or a new version of one."""
+    return re.search(r'<li class="message[ "]', frame) is not None
+
+
+def is_notice(frame):
+    return 'id="notice"' in frame
+
+
+def is_edit_form(frame):
+    return 'id="edit-form-' in frame
+
+
+EPHEMERAL_START = re.compile(r'\s*<(?:div|ul|p) id="(connection-status|people|typing)"')
+
+
+def is_ephemeral(frame):
+    """A frame of the room's state now, which any page may get at any time: the heartbeat
+    (on connect and every few seconds), who is here, who is typing."""
+    found = EPHEMERAL_START.match(frame)
+    return found is not None and "is-refused" not in frame[: found.end() + 60]
+
+
+def is_connection_status(frame):
+    """The heartbeat every page gets on connect and every few seconds after."""
+    return '<div id="connection-status" class="connection-status is-live"' in frame
+
+
+def is_answer(frame):
+    return is_composer(frame) or is_notice(frame) or is_edit_form(frame)
 
 
 def message_texts(frame):
@@ -182,22 +233,56 @@ def message_texts(frame):
     return [node.text() for node in tree.find_all(lambda node: "message-text" in node.classes)]
 
 
+def notice_text(frame):
+    """The text of the OOB #notice (role=alert) in a frame."""
+    notice = parse_html(frame).by_id("notice")
+    assert notice is not None, frame[:500]
+    assert notice.attrs.get("hx-swap-oob") == "true" and notice.attrs.get("role") == "alert"
+    return notice.text().strip()
+
+
 class Composer:
-    """The OOB #composer-fields fragment the sender gets after each post."""
+    """The OOB composer fields the sender gets after each post: #composer-fields (the
+    one-line composer) or #composer-long-fields (the longer one)."""
 
     def __init__(self, frame):
         tree = parse_html(frame)
         fields = tree.by_id("composer-fields")
+        self.long = fields is None
+        if self.long:
+            fields = tree.by_id("composer-long-fields")
         assert fields is not None, frame[:500]
         assert fields.attrs.get("hx-swap-oob") == "true", frame[:500]
         self.frame = frame
         errors = fields.find_all(lambda node: "composer-error" in node.classes)
         self.error = errors[0].text().strip() if errors else None
-        textareas = fields.find_all(lambda node: node.tag == "textarea")
-        assert len(textareas) == 1 and textareas[0].attrs.get("name") == "message", frame[:500]
-        self.text = textareas[0].text()
+        inputs = fields.find_all(
+            lambda node: node.tag in ("input", "textarea") and node.attrs.get("name") == "message"
+        )
+        assert len(inputs) == 1, frame[:500]
+        field = inputs[0]
+        assert field.tag == ("textarea" if self.long else "input"), frame[:500]
+        self.text = field.text() if field.tag == "textarea" else field.attrs.get("value", "")
         keys = fields.find_all(lambda node: node.attrs.get("name") == "client_key")
         self.client_key = keys[0].attrs.get("value") if keys else None
+        replies = fields.find_all(lambda node: node.attrs.get("name") == "reply_to")
+        self.reply_to = replies[0].attrs.get("value") if replies else None
+
+
+class EditForm:
+    """The OOB #edit-form-<pk> the editor gets back when an edit is refused."""
+
+    def __init__(self, frame, message_id):
+        form = parse_html(frame).by_id(f"edit-form-{message_id}")
+        assert form is not None, frame[:500]
+        assert form.attrs.get("hx-swap-oob") == "true", frame[:500]
+        self.frame = frame
+        errors = form.find_all(lambda node: "field-error" in node.classes)
+        self.error = errors[0].text().strip() if errors else None
+        [field] = form.find_all(lambda node: node.attrs.get("name") == "message")
+        self.text = field.text() if field.tag == "textarea" else field.attrs.get("value", "")
+        [edit] = form.find_all(lambda node: node.attrs.get("name") == "edit")
+        assert edit.attrs.get("value") == str(message_id)
 
 
 async def message_count(**filters):
@@ -243,8 +328,9 @@ def unlimited(settings):
 
 
 async def two_users_in_a_room():
-    alice = await database_sync_to_async(make_user)()
-    bob = await database_sync_to_async(make_user)()
+    # Sockets take the user from the scope: no password (and no second of hashing) needed.
+    alice = await database_sync_to_async(make_author)()
+    bob = await database_sync_to_async(make_author)()
     room = await database_sync_to_async(make_room)()
     return alice, bob, room
 
@@ -255,86 +341,267 @@ LIMIT = django_settings.CHAT_MAX_MESSAGE_LENGTH
 TOO_LONG = "y" * (LIMIT + 1)
 NESTED = json.dumps({"message": "nested", "HEADERS": {"a": [[[[["deep"]]]]]}})
 OVERSIZED = post("z" * (django_settings.CHAT_MAX_FRAME_BYTES + 10))
+NOWHERE = 987_654_321  # no message has this id
 
-# (id, frame to send: str = text frame, bytes = binary frame, error pattern, text kept or None)
+
+def change(**fields):
+    """An edit, delete or reaction frame as the page's forms send it."""
+    return json.dumps({"csrfmiddlewaretoken": "token", **fields, "HEADERS": HEADERS})
+
+
+# Where the sender is told: COMPOSER (text kept: the last column), NOTICE, EDIT_FORM (of
+# message NOWHERE, text kept), or ANY of them (a frame refused before its kind is known).
+COMPOSER, NOTICE, EDIT_FORM, ANY = "composer", "notice", "edit form", "any"
+
+# (id, frame to send: str = text frame, bytes = binary frame, where, error pattern, text
+# kept or None)
 BAD_FRAMES = [
-    ("binary", b'{"message": "hi"}', r"binary", None),
-    ("binary junk", b"\x00\xff\xfe garbage", r"binary", None),
-    ("empty binary", b"", r"binary", None),
-    ("empty text frame", "", r"not valid JSON", None),
-    ("whitespace text frame", " \r\n\t ", r"not valid JSON", None),
-    ("not json", "hello there", r"not valid JSON", None),
-    ("truncated json", post("cut off")[:-5], r"not valid JSON", None),
-    ("json array", '["message", "hi"]', r"not a JSON object", None),
-    ("json number", "42", r"not a JSON object", None),
-    ("json null", "null", r"not a JSON object", None),
-    ("missing message", json.dumps({"HEADERS": HEADERS}), r"'message' field", None),
-    ("message is a number", json.dumps({"message": 5, "HEADERS": HEADERS}), r"must be text", None),
-    ("message is a list", json.dumps({"message": ["hi"]}), r"must be text", None),
-    ("blank", post(""), r"Write something", ""),
-    ("whitespace only", post(" \n\t \u3000\u00a0 "), r"Write something", " \n\t \u3000\u00a0 "),
+    ("binary", b'{"message": "hi"}', COMPOSER, r"binary", None),
+    ("binary junk", b"\x00\xff\xfe garbage", COMPOSER, r"binary", None),
+    ("empty binary", b"", COMPOSER, r"binary", None),
+    ("empty text frame", "", COMPOSER, r"not valid JSON", None),
+    ("whitespace text frame", " \r\n\t ", COMPOSER, r"not valid JSON", None),
+    ("not json", "hello there", COMPOSER, r"not valid JSON", None),
+    ("truncated json", post("cut off")[:-5], COMPOSER, r"not valid JSON", None),
+    ("json array", '["message", "hi"]', COMPOSER, r"not a JSON object", None),
+    ("json number", "42", COMPOSER, r"not a JSON object", None),
+    ("json null", "null", COMPOSER, r"not a JSON object", None),
+    ("missing message", json.dumps({"HEADERS": HEADERS}), COMPOSER, r"'message' field", None),
+    (
+        "message is a number",
+        json.dumps({"message": 5, "HEADERS": HEADERS}),
+        COMPOSER,
+        r"must be text",
+        None,
+    ),
+    ("message is a list", json.dumps({"message": ["hi"]}), COMPOSER, r"must be text", None),
+    ("blank", post(""), COMPOSER, r"Write something", ""),
+    (
+        "whitespace only",
+        post(" \n\t \u3000\u00a0 "),
+        COMPOSER,
+        r"Write something",
+        " \n\t \u3000\u00a0 ",
+    ),
     (
         "over the length limit",
         post(TOO_LONG),
+        COMPOSER,
         rf"{LIMIT + 1} characters.*limit is {LIMIT}",
         TOO_LONG,
     ),
     (
         "control character",
         post("ring the bell\x07 now"),
+        COMPOSER,
         r"control character",
         "ring the bell\x07 now",
     ),
-    ("nul character", post("nul\x00byte"), r"control character", "nul\x00byte"),
-    ("escape sequence", post("\x1b[31mred\x1b[0m"), r"control character", "\x1b[31mred\x1b[0m"),
-    ("lone surrogate", '{"message": "broken \\ud800 text"}', r"broken character|surrogate", None),
+    ("nul character", post("nul\x00byte"), COMPOSER, r"control character", "nul\x00byte"),
     (
-        "reversed surrogate pair",
-        '{"message": "\\ude00\\ud83d"}',
+        "escape sequence",
+        post("\x1b[31mred\x1b[0m"),
+        COMPOSER,
+        r"control character",
+        "\x1b[31mred\x1b[0m",
+    ),
+    (
+        "lone surrogate",
+        '{"message": "broken \\ud800 text"}',
+        COMPOSER,
         r"broken character|surrogate",
         None,
     ),
-    ("unknown field", post("keep me", evil="1"), r"Unexpected field.*'evil'", "keep me"),
+    (
+        "reversed surrogate pair",
+        '{"message": "\\ude00\\ud83d"}',
+        COMPOSER,
+        r"broken character|surrogate",
+        None,
+    ),
+    ("unknown field", post("keep me", evil="1"), COMPOSER, r"Unexpected field.*'evil'", "keep me"),
     (
         "markup in an unknown field name",
         post("keep this", **{"<img src=x onerror=alert(1)>": 1}),
+        COMPOSER,
         r"Unexpected field.*<img src=x",
         "keep this",
     ),
     (
         "client_key not a uuid",
         post("keep me too", client_key="nope"),
+        COMPOSER,
         r"not a valid key",
         "keep me too",
     ),
-    ("client_key not text", post("and me", client_key=7), r"client_key", "and me"),
-    ("HEADERS not an object", post("me as well", HEADERS="x"), r"HEADERS", "me as well"),
-    ("deeply nested", NESTED, r"nested too deeply", None),
-    ("oversized frame", OVERSIZED, r"too large", None),
+    ("client_key not text", post("and me", client_key=7), COMPOSER, r"client_key", "and me"),
+    (
+        "HEADERS not an object",
+        post("me as well", HEADERS="x"),
+        COMPOSER,
+        r"HEADERS",
+        "me as well",
+    ),
+    ("deeply nested", NESTED, COMPOSER, r"nested too deeply", None),
+    ("oversized frame", OVERSIZED, COMPOSER, r"too large", None),
+    (
+        "reply to no message",
+        post("a reply", reply_to=str(NOWHERE)),
+        COMPOSER,
+        r"not in this room",
+        "a reply",
+    ),
+    ("reply_to not an id", post("a reply too", reply_to="x"), COMPOSER, r"reply_to", "a reply too"),
+    # --- catch-up ---
+    (
+        "catch-up: not a number",
+        json.dumps({"last_seq": "x", "HEADERS": HEADERS}),
+        NOTICE,
+        r"'last_seq' must be a whole",
+        None,
+    ),
+    (
+        "catch-up: unknown field",
+        json.dumps({"last_seq": "0", "evil": 1}),
+        NOTICE,
+        r"Unexpected.*'evil'",
+        None,
+    ),
+    # --- edit ---
+    (
+        "edit: unknown field",
+        change(edit="5", message="x", evil=1),
+        NOTICE,
+        r"Unexpected field.*'evil'",
+        None,
+    ),
+    ("edit: no new text", change(edit="5"), NOTICE, r"needs the new text", None),
+    (
+        "edit: id not a number",
+        change(edit="five", message="x"),
+        NOTICE,
+        r"'edit' must be a whole",
+        None,
+    ),
+    ("edit: id zero", change(edit="0", message="x"), NOTICE, r"'edit' must name a message", None),
+    ("edit: id negative", change(edit=-5, message="x"), NOTICE, r"'edit' must be a whole", None),
+    ("edit: text not text", change(edit="5", message=["x"]), NOTICE, r"must be text", None),
+    (
+        "edit: unknown message",
+        change(edit=NOWHERE, message="new"),
+        EDIT_FORM,
+        r"does not exist",
+        "new",
+    ),
+    ("edit: blank", change(edit=NOWHERE, message=" \n "), EDIT_FORM, r"Write something", " \n "),
+    (
+        "edit: over the length limit",
+        change(edit=NOWHERE, message=TOO_LONG),
+        EDIT_FORM,
+        rf"{LIMIT + 1} characters",
+        TOO_LONG,
+    ),
+    (
+        "edit: control character",
+        change(edit=NOWHERE, message="bell\x07"),
+        EDIT_FORM,
+        r"control character",
+        "bell\x07",
+    ),
+    (
+        "edit: markup",
+        change(edit=NOWHERE, message="<img src=x onerror=alert(1)>"),
+        EDIT_FORM,
+        r"does not exist",
+        "<img src=x onerror=alert(1)>",
+    ),
+    (
+        "edit: oversized",
+        change(edit="5", message="z" * (django_settings.CHAT_MAX_FRAME_BYTES + 10)),
+        ANY,
+        r"too large",
+        None,
+    ),
+    (
+        "edit: lone surrogate",
+        '{"edit": "5", "message": "half \\ud800"}',
+        NOTICE,
+        r"broken character",
+        None,
+    ),
+    # --- delete ---
+    ("delete: unknown message", change(delete_message=NOWHERE), NOTICE, r"does not exist", None),
+    ("delete: id not a number", change(delete_message="x"), NOTICE, r"whole number", None),
+    ("delete: id too large", change(delete_message="9" * 30), NOTICE, r"whole number", None),
+    ("delete: id a list", change(delete_message=[5]), NOTICE, r"whole number", None),
+    (
+        "delete: unknown field",
+        change(delete_message="5", message="x"),
+        NOTICE,
+        r"Unexpected field.*'message'",
+        None,
+    ),
+    ("delete: the wrong name", change(delete="5"), COMPOSER, r"'message' field", None),
+    ("delete: nested", change(delete_message=[[[[["5"]]]]]), ANY, r"nested too deeply", None),
+    # --- react ---
+    ("react: unknown message", change(react=f"{NOWHERE} 👍 on"), NOTICE, r"does not exist", None),
+    ("react: emoji outside the set", change(react=f"{NOWHERE} 💩 on"), NOTICE, r"not one of", None),
+    ("react: markup for an emoji", change(react="5 <b>x</b> on"), NOTICE, r"not one of", None),
+    ("react: no on or off", change(react="5 👍"), NOTICE, r"'react' must be", None),
+    ("react: toggle", change(react="5 👍 toggle"), NOTICE, r"'react' must be", None),
+    ("react: not text", change(react=5), NOTICE, r"'react' must be", None),
+    ("react: id not a number", change(react="x 👍 on"), NOTICE, r"whole number", None),
+    (
+        "react: unknown field",
+        change(react="5 👍 on", user="1"),
+        NOTICE,
+        r"Unexpected.*'user'",
+        None,
+    ),
+    ("react: lone surrogate", '{"react": "5 \\ud83d on"}', NOTICE, r"broken character", None),
 ]
 
 
+async def expect_refusal(page, where, pattern, kept, *, message_id=NOWHERE):
+    """The sender's answer to a refused frame: where it must be, and its error text."""
+    answer = await page.expect_answer()
+    if where == ANY:
+        where = COMPOSER if is_composer(answer) else NOTICE if is_notice(answer) else EDIT_FORM
+    if where == COMPOSER:
+        form = Composer(answer)
+        error = form.error
+    elif where == NOTICE:
+        assert is_notice(answer), answer[:500]
+        error, form = notice_text(answer), None
+    else:
+        form = EditForm(answer, message_id)
+        error = form.error
+    assert error, answer[:500]
+    assert re.search(pattern, error, re.IGNORECASE | re.DOTALL), error
+    assert len(error) < 300
+    if kept is not None:
+        assert form.text == kept
+    # The error is text, never markup of the sender's making.
+    assert "<img" not in answer and "<b>" not in answer
+    assert len(answer) < 3 * (LIMIT + 1) + 4000  # nothing huge echoed back
+    return answer
+
+
 @pytest.mark.parametrize(
-    ("frame", "error", "kept"),
-    [case[1:] for case in BAD_FRAMES],
-    ids=[case[0] for case in BAD_FRAMES],
+    ("frame", "where", "error", "kept"),
+    [pytest.param(*case[1:], id=case[0]) for case in BAD_FRAMES],
 )
-async def test_bad_frame_is_refused_in_the_composer_and_harms_nobody(frame, error, kept, unlimited):
+async def test_bad_frame_is_refused_where_the_sender_looks_and_harms_nobody(
+    frame, where, error, kept, unlimited
+):
     alice, bob, room = await two_users_in_a_room()
     sender = await open_socket(alice, room)
     reader = await open_socket(bob, room)
     try:
         await sender.send(frame)
-        composer = await sender.expect_composer()
-        assert composer.error, composer.frame[:500]
-        assert re.search(error, composer.error, re.IGNORECASE | re.DOTALL), composer.error
-        assert len(composer.error) < 300
-        if kept is not None:
-            assert composer.text == kept
-        # The error is text, never markup of the sender's making.
-        assert "<img" not in composer.frame
-        assert len(composer.frame) < 3 * (LIMIT + 1) + 2000  # nothing huge echoed back
+        await expect_refusal(sender, where, error, kept)
         assert await message_count() == 0
+        assert await database_sync_to_async(RoomEvent.objects.count)() == 0
 
         # The socket is still usable, and other users see nothing of the bad frame.
         await sender.send(post("after the bad frame"))
@@ -365,10 +632,11 @@ async def test_many_bad_frames_in_a_row_leave_the_socket_and_the_room_working(un
     reader = await open_socket(bob, room)
     try:
         for _ in range(3):
-            for _, frame, _, _ in BAD_FRAMES:
+            for _, frame, _, _, _ in BAD_FRAMES:
                 await sender.send(frame)
-        for _ in range(3 * len(BAD_FRAMES)):
-            assert (await sender.expect_composer()).error
+        for _ in range(3):
+            for _, _, where, error, kept in BAD_FRAMES:
+                await expect_refusal(sender, where, error, kept)
         await sender.send(post("still here"))
         assert (await sender.expect_composer()).error is None
         await sender.expect_message("still here")
@@ -381,35 +649,66 @@ async def test_many_bad_frames_in_a_row_leave_the_socket_and_the_room_working(un
         await reader.disconnect()
 
 
+MARKUP = (
+    '<script>alert(1)</script><img src=x onerror="alert(2)"> '
+    '<a href="javascript:alert(3)">click</a> javascript:alert(4) '
+    '<div hx-get="/" hx-trigger="load" hx-swap-oob="true" id="messages">x</div> '
+    "<svg onload=alert(5)> [six](javascript:alert(6)) https://example.com/a?b=1&c=2"
+)
+
+
+def assert_only_formatting(tree):
+    """The message's body holds only the formatter's tags; links are safe and open apart."""
+    [body] = tree.find_all(lambda node: "message-text" in node.classes)
+    for node in body.walk():
+        assert node.tag in ALLOWED_TAGS, node.tag
+        for name, value in node.attrs.items():
+            assert not name.startswith(("on", "hx-", "ws-", "data-hx")), name
+            if name == "href":
+                assert value.startswith(("http://", "https://")), value
+    links = body.find_all(lambda n: n.tag == "a")
+    assert [n.attrs["href"] for n in links] == ["https://example.com/a?b=1&c=2"]
+    assert all(
+        n.attrs.get("rel") == "noopener noreferrer" and n.attrs.get("target") == "_blank"
+        for n in links
+    )
+
+
 async def test_markup_in_a_message_is_escaped_in_the_broadcast(unlimited):
     alice, bob, room = await two_users_in_a_room()
     sender = await open_socket(alice, room)
     reader = await open_socket(bob, room)
-    text = (
-        '<script>alert(1)</script><img src=x onerror="alert(2)"> '
-        '<a href="javascript:alert(3)">click</a> javascript:alert(4) '
-        '<div hx-get="/" hx-trigger="load" hx-swap-oob="true" id="messages">x</div> '
-        "<svg onload=alert(5)> https://example.com/a?b=1&c=2"
-    )
     try:
-        await sender.send(post(text))
-        tree = parse_html(await reader.expect_message(text))
-        [body] = tree.find_all(lambda node: "message-text" in node.classes)
-        for node in body.walk():
-            assert node.tag in {"a", "br"}, node.tag
-            for name, value in node.attrs.items():
-                assert not name.startswith(("on", "hx-", "ws-", "data-hx")), name
-                if name == "href":
-                    assert value.startswith(("http://", "https://")), value
-        assert [n.attrs["href"] for n in body.find_all(lambda n: n.tag == "a")] == [
-            "https://example.com/a?b=1&c=2"
-        ]
+        await sender.send(post(MARKUP))
+        tree = parse_html(await reader.expect_message(MARKUP))
+        assert_only_formatting(tree)
         # The only swap instructions are the envelope's own.
         swaps = tree.find_all(lambda node: "hx-swap-oob" in node.attrs)
         assert [(n.tag, n.attrs.get("id")) for n in swaps] == [
             ("ol", "messages"),
             ("input", "last-seq"),
         ]
+    finally:
+        await sender.disconnect()
+        await reader.disconnect()
+
+
+async def test_markup_in_an_edit_is_escaped_in_the_broadcast(unlimited):
+    alice, bob, room = await two_users_in_a_room()
+    message = await database_sync_to_async(make_message)(room=room, author=alice, text="plain")
+    sender = await open_socket(alice, room, last_seq=1)
+    reader = await open_socket(bob, room, last_seq=1)
+    try:
+        await sender.send(change(edit=message.pk, message=MARKUP))
+        for page in (sender, reader):
+            tree = parse_html(await page.expect_message(MARKUP))
+            assert_only_formatting(tree)
+            # The new version replaces the message by its id; no other swap is made.
+            [item] = [node for node in tree.children if isinstance(node, Node) and node.tag == "li"]
+            assert item.attrs["id"] == f"message-{message.pk}"
+            assert "hx-swap-oob" not in item.attrs
+            swaps = tree.find_all(lambda node: "hx-swap-oob" in node.attrs)
+            assert [(n.tag, n.attrs.get("id")) for n in swaps] == [("input", "last-seq")]
     finally:
         await sender.disconnect()
         await reader.disconnect()
@@ -625,6 +924,35 @@ async def test_rate_limit_refuses_the_excess_and_spares_other_users(settings):
         )()
         await reader.settle()
         assert not any("flood" in text for f in reader.received for text in message_texts(f))
+    finally:
+        await flooder.disconnect()
+        await reader.disconnect()
+
+
+async def test_rate_limit_counts_changes_too_and_spares_other_users(settings):
+    settings.CHAT_RATE_LIMIT = (3, 60)
+    settings.CHAT_RATE_LIMIT_EXEMPT = set()
+    alice, bob, room = await two_users_in_a_room()
+    message = await database_sync_to_async(make_message)(room=room, text="react to me")
+    flooder = await open_socket(alice, room, last_seq=1)
+    reader = await open_socket(bob, room, last_seq=1)
+    try:
+        # Three changes go through; each "off" after them would be a change too.
+        for state in ("on", "off", "on", "off", "off", "off"):
+            await flooder.send(change(react=f"{message.pk} 👍 {state}"))
+        await flooder.send(change(edit=message.pk, message="not mine anyway"))
+        notices = [await flooder.expect_notice() for _ in range(3)]
+        assert all(re.search(r"slow down", notice, re.IGNORECASE) for notice in notices)
+        # The edit of another person's message is refused for what it is, not the budget.
+        refused = EditForm(await flooder.expect(is_edit_form), message.pk)
+        assert "only change your own" in refused.error
+        assert await database_sync_to_async(RoomEvent.objects.count)() == 1 + 3
+
+        await reader.send(post("bob is not limited"))
+        assert (await reader.expect_composer()).error is None
+        await flooder.expect_message("bob is not limited")
+        await flooder.send(post("alice is, for now"))
+        assert is_slow_down(await flooder.expect_composer())
     finally:
         await flooder.disconnect()
         await reader.disconnect()

@@ -17,6 +17,7 @@ from chat.models import Room
 from chat.realtime.frames import FrameError, PostFrame, parse_fields
 from chat.rendering import shown_messages
 from chat.selectors import messages as message_selectors
+from chat.selectors import presence as presence_selectors
 from chat.selectors import rooms as room_selectors
 
 # ValidationError codes that are not the sender's typing: HTTP statuses for them.
@@ -30,7 +31,11 @@ def lobby(request):
     if request.method == "POST" and form.is_valid():
         return redirect(form.cleaned_data["room"])
     status = 400 if form.errors else 200
-    context = {"form": form, "rooms": room_selectors.room_list()}
+    rooms = list(room_selectors.room_list())
+    here = presence_selectors.people_counts([room.pk for room in rooms])
+    for room in rooms:
+        room.people_here = here.get(room.pk, 0)
+    context = {"form": form, "rooms": rooms}
     return render(request, "chat/rooms/lobby.html", context, status=status)
 
 
@@ -103,7 +108,8 @@ def send(request, slug):
     except (FrameError, ValidationError, RateLimited) as error:
         return _refused(request, room, fields, error)
     if isinstance(frame, PostFrame):
-        return redirect(f"{room.get_absolute_url()}#composer")
+        # No #composer anchor: Chromium ignores autofocus when the address has one.
+        return redirect(room.get_absolute_url())
     return redirect(f"{room.get_absolute_url()}#message-{done.message.pk}")
 
 
@@ -116,7 +122,12 @@ def _refused(request, room, fields, error):
         frame_id = _number(fields.get("edit"))
         context = {"room": room, "message_id": frame_id, "text": typed, "error": text}
         return render(request, "chat/messages/edit.html", context, status=status)
-    context = {"notice": text} if "message" not in fields else {"error": text, "text": typed}
+    if "message" not in fields:
+        context = {"notice": text}
+    elif "\n" in typed.strip():  # from the longer composer: back there, line breaks and all
+        context = {"long_error": text, "long_text": typed, "long_open": True}
+    else:
+        context = {"error": text, "text": typed}
     if "message" in fields:
         context["client_key"] = _uuid(fields.get("client_key"))
         context["reply_to_id"] = _number(fields.get("reply_to"))
@@ -146,10 +157,14 @@ def _room_context(request, room, page):
     today = timezone.localdate()
     return {
         "sidebar_rooms": room_selectors.room_list(),
-        "people_here": [],
+        # The live page lists its reader too: their socket is about to open.
+        "people_here": presence_selectors.people_here(
+            room.pk, viewer=request.user if page.get("live") else None
+        ),
         "last_seq": room.last_seq,  # where the socket's catch-up starts
         "page_size": settings.CHAT_PAGE_SIZE,
         "client_key": uuid.uuid4(),
+        "long_client_key": uuid.uuid4(),  # each composer its own: the same text from both is two messages
         "reply_to": reply_to if reply_to and not reply_to.is_deleted else None,
         "today": today,
         "yesterday": today - timedelta(days=1),

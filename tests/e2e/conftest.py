@@ -6,6 +6,7 @@ ran and nothing was fetched. People sign up through the real /accounts/signup/ p
 Waits are on conditions (Playwright's `expect`, or `wait_until` for recorded events).
 """
 
+import json
 import re
 import tempfile
 import time
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
+
+from tests.support.servers import WebProcess
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -50,6 +53,20 @@ def browser():
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="package")
+def shared_webs(system_env):
+    """Two `web:` processes shared by the browser tests that neither stop nor tune them.
+
+    Tests that kill, restart or configure a process start their own with `start_web`.
+    """
+    processes = [WebProcess(system_env, name=f"web.shared.{number}") for number in (1, 2)]
+    try:
+        yield tuple(process.start() for process in processes)
+    finally:
+        for process in processes:
+            process.kill()
 
 
 @dataclass
@@ -107,6 +124,12 @@ class Visitor:
 
     def sockets_of(self, page):
         return [socket for socket in self.sockets if socket.page == page]
+
+    def frames_sent(self, page, field=None):
+        """The JSON frames `page` sent over its sockets, as dicts; with `field`, only
+        the frames that carry it (e.g. "message", "edit", "react", "typing")."""
+        frames = [json.loads(frame) for socket in self.sockets_of(page) for frame in socket.sent]
+        return [frame for frame in frames if field is None or field in frame]
 
 
 @pytest.fixture
@@ -214,8 +237,10 @@ def _javascript_enabled(page):
         return False
 
 
-def send(page, text, *, wait=True):
+def send(page, text, *, wait=True, enter=False):
     """Type a message in the composer and press Send (over the socket or as a plain POST).
+
+    `enter=True` presses Enter in the field instead of clicking Send.
 
     With JavaScript on, waits until the server answered by replacing the composer (emptied,
     or with an error), so the next `send` cannot type into a composer about to be replaced.
@@ -225,7 +250,10 @@ def send(page, text, *, wait=True):
     live = wait and _javascript_enabled(page)
     if live:
         page.eval_on_selector("#message", "element => { element.e2eBeforeSend = true; }")
-    page.click("#composer button.send")
+    if enter:
+        page.press("#message", "Enter")
+    else:
+        page.click("#composer button.send")
     if live:
         page.wait_for_function(
             "() => { const m = document.querySelector('#message'); return m && !m.e2eBeforeSend; }"

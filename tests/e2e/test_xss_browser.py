@@ -6,6 +6,7 @@ behind the CSP. htmx still processes whatever is swapped in, so an injected `hx-
 `ws-send` attribute would show up as a request or a frame.
 """
 
+import json
 import re
 from urllib.parse import urlsplit
 
@@ -52,27 +53,35 @@ PAYLOADS = [
     '<ol id="messages" hx-swap-oob="innerHTML">wiped</ol>',
     "http://example.com/<script>alert(1)</script>",
     'www.example.com" onmouseover="alert(1)',
-    "&lt;b&gt;already escaped&lt;/b&gt; &amp; &#60;",
     "{{ 7|add:7 }} {% csrf_token %} ${7*7}",
 ]
+# Shown as typed too, but Markdown decodes character references: tested on its own below.
+ESCAPED = "&lt;b&gt;already escaped&lt;/b&gt; &amp; &#60;"
 
-# Inside a message's text only links made by `urlize` (http/https/mailto) and line breaks.
+# Inside a message's text only what the formatter makes of plain words: paragraphs, line
+# breaks and links (http/https/mailto) that open in a new tab and tell the target nothing.
 MESSAGE_MARKUP = """items => items.flatMap(text => [...text.querySelectorAll('*')].flatMap(element => {
     const bad = [];
     const tag = element.tagName;
-    if (tag !== 'A' && tag !== 'BR') bad.push(tag);
-    if (tag === 'A' && !/^(https?:|mailto:)/i.test(element.getAttribute('href') || '')) {
-        bad.push('A href=' + element.getAttribute('href'));
+    if (!['P', 'A', 'BR'].includes(tag)) bad.push(tag);
+    if (tag === 'A') {
+        if (!/^(https?:|mailto:)/i.test(element.getAttribute('href') || '')) {
+            bad.push('A href=' + element.getAttribute('href'));
+        }
+        if (element.getAttribute('target') !== '_blank') bad.push('A target');
+        if (element.getAttribute('rel') !== 'noopener noreferrer') bad.push('A rel');
     }
     for (const attribute of element.attributes) {
-        if (!['href', 'rel'].includes(attribute.name)) bad.push(tag + ' ' + attribute.name);
+        if (!(tag === 'A' && ['href', 'rel', 'target'].includes(attribute.name))) {
+            bad.push(tag + ' ' + attribute.name);
+        }
     }
     return bad;
 }))"""
 
 
-def test_hostile_messages_show_as_text_run_nothing_and_trigger_no_htmx(start_web, browse):
-    first, second = start_web(), start_web()
+def test_hostile_messages_show_as_text_run_nothing_and_trigger_no_htmx(shared_webs, browse):
+    first, second = shared_webs
     mallory = browse()
     reader = browse(bypass_csp=True)  # an injected handler would run here
     slug = open_room(sign_up(mallory, first.url), first.url, unique("Hostile"))
@@ -102,12 +111,15 @@ def test_hostile_messages_show_as_text_run_nothing_and_trigger_no_htmx(start_web
         assert visitor.page_errors == []
     assert [request.url for request in reader.requests + mallory.requests] == []
     assert len(reader_socket.sent) == frames_before[0]
-    assert len(sender_socket.sent) == frames_before[1] + len(PAYLOADS)
+    sent = [json.loads(frame) for frame in sender_socket.sent[frames_before[1] :]]
+    assert [frame["message"] for frame in sent if "message" in frame] == PAYLOADS
+    # Besides the posts, only the composer's "typing" signal (no text in it).
+    assert all(set(frame) <= {"typing", "HEADERS"} for frame in sent if "message" not in frame)
     assert (len(reader.sockets), len(mallory.sockets)) == sockets_before
     assert not reader_socket.closed and not sender_socket.closed
     for page in (sender_page, reader_page):
         assert_text_only(page)
-        expect(page.locator("#composer-fields textarea#message")).to_have_count(1)
+        expect(page.locator("#composer-fields input#message")).to_have_count(1)
     live = shown(reader_page)
     assert [text for _, _, text in live] == PAYLOADS
     assert {author for _, author, _ in live} == {mallory.username}
@@ -138,11 +150,24 @@ def assert_text_only(page):
     texts = page.locator("#messages .message-text")
     assert texts.evaluate_all(MESSAGE_MARKUP) == []
     assert page.locator("#messages script, #messages img, #messages svg").count() == 0
-    assert page.locator("#messages [hx-get], #messages [hx-post], #messages [ws-send]").count() == 0
+    assert page.locator("#messages .message-text [hx-get]").count() == 0
+    assert (
+        page.locator(
+            "#messages [hx-post], #messages [ws-send], #messages [hx-trigger=load]"
+        ).count()
+        == 0
+    )
+    # The only requests a message may make are its own: the Reply and Edit fragments.
+    for item in page.locator("#messages .message").all():
+        pk = item.get_attribute("id").removeprefix("message-")
+        gets = item.locator("[hx-get]").evaluate_all(
+            "els => els.map(e => e.getAttribute('hx-get'))"
+        )
+        assert sorted(gets) == [f"/messages/{pk}/edit/", f"/messages/{pk}/reply/"], gets
 
 
-def test_room_names_and_usernames_with_markup_stay_text(start_web, browse):
-    web = start_web()
+def test_room_names_and_usernames_with_markup_stay_text(shared_webs, browse):
+    web = shared_webs[0]
     visitor = browse(bypass_csp=True)
     # Django usernames allow only letters, digits and @.+-_ ; markup is refused, and echoed as text.
     page = visitor.new_page()
@@ -184,4 +209,19 @@ def test_room_names_and_usernames_with_markup_stay_text(start_web, browse):
     expect(page.locator("#room-error")).to_be_visible()
     expect(page.locator("input[name=name]")).to_have_value(unusable)
     assert page.locator("main img, main script, main b").count() == 0
+    assert visitor.dialogs == [] and visitor.page_errors == []
+
+
+def test_character_references_show_as_typed(shared_webs, browse):
+    web = shared_webs[0]
+    visitor = browse(bypass_csp=True)
+    slug = open_room(sign_up(visitor, web.url), web.url, unique("Escaped"))
+    page = enter_room(visitor, web.url, slug, page=visitor.context.pages[0])
+    send(page, ESCAPED)
+    expect(page.locator("#messages .message")).to_have_count(1)
+    assert [text for _, _, text in shown(page)] == [ESCAPED]
+    assert_text_only(page)
+    page.reload()
+    expect(page.locator("#messages .message")).to_have_count(1)
+    assert [text for _, _, text in shown(page)] == [ESCAPED]
     assert visitor.dialogs == [] and visitor.page_errors == []

@@ -1,15 +1,22 @@
 """A room page without a browser: what the htmx page does over its socket, in Python.
 
-`Page` loads `/chat/<slug>/` over HTTP like a browser, reads the messages it shows, the
-`#last-seq` value and the `ws-connect` URL, then opens the socket with the page's Origin
-and session cookie and, like the hidden `#catch-up` form on every `htmx:wsOpen`, sends
-`{"last_seq": "<#last-seq>"}` first. Incoming frames are applied the way the htmx ws
-extension applies them (out-of-band swaps): messages appended to `#messages` are
-recorded in order as (seq, message id, text), `#last-seq` is replaced, and so are
-`#composer-fields` and `#connection-status`. Posts are the composer form's JSON; while
-the socket is down they are queued and sent after the catch-up frame, as the extension
-queues them. With `auto_reconnect`, a close with 1006/1011/1012/1013 is retried with a
-short backoff, keeping the page's position, exactly as the extension retries.
+`Page` loads `/chat/<slug>/` over HTTP like a browser and keeps the whole page as a tree
+(tests/support/htmx.py), reads the `ws-connect` URL, then opens the socket with the
+page's Origin and session cookie and, like the hidden `#catch-up` form on every
+`htmx:wsOpen`, sends `{"last_seq": "<#last-seq>"}` first. Every incoming frame is applied
+as the htmx ws extension applies it: each top-level element is swapped out of band
+(messages appended to `#messages`, replaced when edited, removed when deleted, their
+reactions and the quotes of them in replies replaced, `#last-seq`, `#composer-fields`,
+`#connection-status` and `#notice` replaced). What the page shows (`messages`,
+`last_seq`, `composer`, `status`, `notice`, `normalised`) is read from that tree.
+
+The page's forms are sent as the extension sends them, JSON of their fields plus
+`HEADERS`: the composer (`post`, with `reply_to` for a reply), the edit form (`edit`) and
+the one `#message-actions` form that the Delete and reaction buttons submit
+(`delete_message`, `react`). While the socket is down frames are queued and sent after
+the catch-up frame, as the extension queues them. With `auto_reconnect`, a close with
+1006/1011/1012/1013 is retried with a short backoff, keeping the page, exactly as the
+extension retries.
 
 Nothing here sleeps to synchronise: tests await conditions with `Page.until`.
 """
@@ -22,15 +29,21 @@ import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from tests.support import htmx
+
 RETRIED_CODES = frozenset({1006, 1011, 1012, 1013})  # the htmx ws extension reconnects
 ABNORMAL = 1006  # what a browser reports when no close frame arrived
 DEFAULT_TIMEOUT = 30
-_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta"})
+# What a socket client that never loaded the page holds: the elements frames swap.
+SKELETON = (
+    '<section id="room"><div id="connection-status"></div><div id="notice"></div>'
+    '<ol id="messages"></ol><input type="hidden" id="last-seq" name="last_seq" value="0">'
+    '<div id="composer-fields"></div></section>'
+)
 
 
 @dataclass(frozen=True)
@@ -41,10 +54,14 @@ class Shown:
     id: str
     text: str
 
+    @property
+    def pk(self):
+        return message_pk(self.id)
+
 
 @dataclass
 class Fragment:
-    """What one HTML document or frame holds for a page."""
+    """What one HTML document holds for a page."""
 
     messages: list = field(default_factory=list)  # [Shown] in document order
     last_seq: int | None = None  # value of #last-seq
@@ -54,96 +71,59 @@ class Fragment:
     csrf: str | None = None
 
 
-class _Parser(HTMLParser):
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.result = Fragment()
-        self._stack = []  # (tag, role) of open non-void elements
-        self._message = None  # [attrs, text parts] of the li.message being read
-        self._text_depth = None  # stack depth of the open .message-text element
-        self._composer = None
-        self._status = None
+def message_pk(dom_id):
+    return int(dom_id.removeprefix("message-"))
 
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        classes = (attrs.get("class") or "").split()
-        element_id = attrs.get("id")
-        if "ws-connect" in attrs:
-            self.result.ws_connect = attrs["ws-connect"]
-        if tag == "input" and element_id == "last-seq":
-            self.result.last_seq = int(attrs["value"]) if attrs.get("value") else None
-        if tag == "input" and attrs.get("name") == "csrfmiddlewaretoken":
-            self.result.csrf = attrs.get("value")
-        if tag == "input" and attrs.get("name") == "client_key" and self._composer is not None:
-            self._composer["client_key"] = attrs.get("value") or ""
-        if tag == "br" and self._text_depth is not None:
-            self._message[1].append("\n")
-        if tag in _VOID:
-            return
-        role = None
-        if tag == "li" and "message" in classes:
-            self._message = [attrs, []]
-            role = "message"
-        elif "message-text" in classes and self._message is not None:
-            self._text_depth = len(self._stack)
-        elif element_id == "composer-fields":
-            self._composer = {"text": "", "client_key": None, "error": None}
-            role = "composer"
-        elif tag == "textarea" and self._composer is not None:
-            role = "composer-text"
-        elif "composer-error" in classes and self._composer is not None:
-            self._composer["error"] = ""
-            role = "composer-error"
-        elif element_id == "connection-status":
-            self._status = []
-            role = "status"
-        self._stack.append((tag, role))
 
-    def handle_endtag(self, tag):
-        if tag in _VOID:
-            return
-        # Pop to the matching open element (tolerates a missing end tag inside).
-        while self._stack:
-            open_tag, role = self._stack.pop()
-            if self._text_depth is not None and len(self._stack) == self._text_depth:
-                self._text_depth = None
-            if role == "message":
-                attrs, parts = self._message
-                self.result.messages.append(
-                    Shown(
-                        seq=int(attrs["data-seq"]),
-                        id=attrs["id"],
-                        text="".join(parts).strip(),
-                    )
-                )
-                self._message = None
-            elif role == "composer":
-                self.result.composer = self._composer
-                self._composer = None
-            elif role == "status":
-                self.result.status = " ".join("".join(self._status).split())
-                self._status = None
-            if open_tag == tag:
-                break
+def shown_message(element):
+    """Shown for an `li.message` element: its number, id and text (<br> as a newline)."""
+    body = element.select(".message-text")
+    text = body.text(br="\n").strip() if body is not None else ""
+    return Shown(seq=int(element.get("data-seq")), id=element.id, text=text)
 
-    def handle_data(self, data):
-        if self._text_depth is not None:
-            self._message[1].append(data)
-        if self._status is not None:
-            self._status.append(data)
-        role = self._stack[-1][1] if self._stack else None
-        if role == "composer-text":
-            self._composer["text"] += data
-        elif role == "composer-error":
-            self._composer["error"] += data
+
+def composer_of(element):
+    """{"text", "client_key", "error"} of a #composer-fields element."""
+    if element is None:
+        return None
+    field_ = element.select("input[name=message]") or element.select("textarea")
+    if field_ is None:
+        text = ""
+    elif field_.tag == "textarea":
+        text = field_.text()
+    else:
+        text = field_.get("value", "")
+    key = element.select("input[name=client_key]")
+    error = element.select(".composer-error")
+    return {
+        "text": text,
+        "client_key": key.get("value", "") if key is not None else None,
+        "error": error.text() if error is not None else None,
+    }
+
+
+def status_of(document):
+    element = document.by_id("connection-status")
+    return " ".join(element.text().split()) if element is not None else None
+
+
+def csrf_of(document):
+    element = document.select("input[name=csrfmiddlewaretoken]")
+    return element.get("value") if element is not None else None
 
 
 def parse(html):
     """Read messages, #last-seq, ws-connect, #composer-fields and #connection-status."""
-    parser = _Parser()
-    parser.feed(html)
-    parser.close()
-    return parser.result
+    document = htmx.Document(html)
+    room = document.select("[ws-connect]")
+    return Fragment(
+        messages=[shown_message(element) for element in document.messages],
+        last_seq=document.last_seq,
+        ws_connect=room.get("ws-connect") if room is not None else None,
+        composer=composer_of(document.by_id("composer-fields")),
+        status=status_of(document),
+        csrf=csrf_of(document),
+    )
 
 
 def seqs(shown):
@@ -161,6 +141,11 @@ def room_html(session, slug, query=""):
     status, body = session.get(f"/chat/{slug}/{query}")
     assert status == 200, body[-1000:]
     return body
+
+
+def room_document(session, slug, query=""):
+    """A freshly loaded room page, as htmx holds it (tests/support/htmx.Document)."""
+    return htmx.Document(room_html(session, slug, query))
 
 
 def history(session, slug):
@@ -204,12 +189,11 @@ class Page:
         self.slug = slug
         self.name = name or session.base_url
         self.auto_reconnect = auto_reconnect
-        self.messages = []  # [Shown] in the order they were added to #messages
-        self.last_seq = None  # #last-seq, what the catch-up form sends
+        self.document = htmx.Document(SKELETON)  # the page as htmx holds it
         self.ws_connect = f"/ws/chat/{slug}/"
-        self.composer = None  # the newest #composer-fields
         self.composers = []  # every #composer-fields replacement, in order
-        self.status = None  # the newest #connection-status text
+        self.notices = []  # every #notice replacement's text, in order
+        self.frames = 0  # frames applied
         self.closes = []  # close codes as a browser reports them, in order
         self.opens = 0  # how many times the socket opened
         self.queue = []  # frames posted while the socket was down
@@ -218,19 +202,58 @@ class Page:
         self._closing = False
         self._closes_at_open = 0
         self._changed = asyncio.Condition()
+        self._shown = (None, None, [])  # (document, its version, [Shown]) last read
 
     # --- the page ---
 
     async def load(self):
         """GET the room page, as a browser does before the socket opens."""
         html = await asyncio.to_thread(room_html, self.session, self.slug)
-        page = parse(html)
-        assert page.ws_connect, "the room page has no ws-connect"
-        self.ws_connect = page.ws_connect
-        self.messages = list(page.messages)
-        self.last_seq = page.last_seq
-        self.composer = page.composer
+        document = htmx.Document(html)
+        room = document.select("[ws-connect]")
+        assert room is not None, "the room page has no ws-connect"
+        self.ws_connect = room.get("ws-connect")
+        self.document = document
         return self
+
+    @property
+    def messages(self):
+        """[Shown] of #messages, in order."""
+        document, version, messages = self._shown
+        if document is not self.document or version != self.document.version:
+            messages = [shown_message(element) for element in self.document.messages]
+            self._shown = (self.document, self.document.version, messages)
+        return messages
+
+    @property
+    def normalised(self):
+        """#messages as tests/support/htmx.normalised reads it."""
+        return htmx.normalised(self.document)
+
+    @property
+    def last_seq(self):
+        """#last-seq: what the catch-up form sends."""
+        return self.document.last_seq
+
+    @property
+    def composer(self):
+        """The current #composer-fields: {"text", "client_key", "error"}."""
+        return composer_of(self.document.by_id("composer-fields"))
+
+    @property
+    def status(self):
+        """The text of #connection-status."""
+        return status_of(self.document)
+
+    @property
+    def notice(self):
+        """The text of #notice (errors of the Delete and reaction buttons)."""
+        element = self.document.by_id("notice")
+        return " ".join(element.text().split()) if element is not None else None
+
+    @property
+    def csrf(self):
+        return csrf_of(self.document)
 
     @property
     def seqs(self):
@@ -239,6 +262,13 @@ class Page:
     @property
     def texts(self):
         return texts(self.messages)
+
+    def find(self, text):
+        """The Shown message with this text (the newest, if several)."""
+        for message in reversed(self.messages):
+            if message.text == text:
+                return message
+        raise LookupError(f"{self.name} does not show {text!r}")
 
     @property
     def connected(self):
@@ -250,8 +280,6 @@ class Page:
         """Open the socket (to `web` if given) and wait until it is open."""
         if web is not None:
             self.web = web
-        if self.last_seq is None:
-            self.last_seq = 0
         self._closing = False
         opens = self.opens
         self._runner = asyncio.create_task(self._run(), name=f"page {self.name}")
@@ -306,7 +334,7 @@ class Page:
             self._closes_at_open = len(self.closes)
             try:
                 # htmx:wsOpen: the catch-up form goes first, then whatever was queued.
-                await socket.send(json.dumps({"last_seq": str(self.last_seq), "HEADERS": {}}))
+                await socket.send(json.dumps({"last_seq": str(self.last_seq or 0), "HEADERS": {}}))
                 while self.queue:
                     await socket.send(self.queue[0])
                     self.queue.pop(0)
@@ -314,6 +342,8 @@ class Page:
                 pass  # closed at once (a refusal): still read what it sent before closing
             self._socket = socket
             await self._notify("opens")
+            if self._closing:  # the tab was closed while this socket was opening
+                await socket.close()
             try:
                 async for frame in socket:
                     await self._apply(frame)
@@ -334,38 +364,55 @@ class Page:
             self._changed.notify_all()
 
     async def _apply(self, frame):
-        if isinstance(frame, bytes):
-            frame = frame.decode()
-        fragment = parse(frame)
-        self.messages.extend(fragment.messages)
-        if fragment.last_seq is not None:
-            self.last_seq = fragment.last_seq
-        if fragment.composer is not None:
-            self.composer = fragment.composer
-            self.composers.append(fragment.composer)
-        if fragment.status is not None:
-            self.status = fragment.status
+        """What the ws extension does with a frame (tests/support/htmx.py)."""
+        for swap in self.document.apply(frame):
+            if swap.element.id == "composer-fields":
+                self.composers.append(composer_of(swap.element))
+            elif swap.element.id == "notice":
+                self.notices.append(" ".join(swap.element.text().split()))
+        self.frames += 1
         await self._notify()
 
-    # --- the composer ---
+    # --- the forms ---
 
-    def post_frame(self, text, client_key="new"):
-        """The JSON the composer form sends: `client_key` "new" = a fresh key, None = none."""
-        frame = {
-            "message": text,
-            "HEADERS": {
-                "HX-Request": "true",
-                "HX-Trigger": "composer",
-                "HX-Trigger-Name": None,
-                "HX-Target": "composer",
-                "HX-Current-URL": f"{self.web.url}/chat/{self.slug}/",
-            },
+    def _frame(self, fields, trigger):
+        """A form's fields as the extension sends them: JSON, plus HEADERS."""
+        frame = dict(fields)
+        if self.csrf:
+            frame["csrfmiddlewaretoken"] = self.csrf
+        frame["HEADERS"] = {
+            "HX-Request": "true",
+            "HX-Trigger": trigger,
+            "HX-Trigger-Name": None,
+            "HX-Target": trigger,
+            "HX-Current-URL": f"{self.web.url}/chat/{self.slug}/",
         }
+        return json.dumps(frame)
+
+    def post_frame(self, text, client_key="new", *, reply_to=None):
+        """The composer's JSON: `client_key` "new" = a fresh key, None = none;
+        `reply_to`: the pk of the message replied to (the composer's hidden field)."""
+        fields = {"message": text}
         if client_key == "new":
             client_key = uuid.uuid4()
         if client_key is not None:
-            frame["client_key"] = str(client_key)
-        return json.dumps(frame)
+            fields["client_key"] = str(client_key)
+        if reply_to is not None:
+            fields["reply_to"] = str(reply_to)
+        return self._frame(fields, "composer")
+
+    def edit_frame(self, message_id, text):
+        """The edit form of a message, saved."""
+        return self._frame({"edit": str(message_id), "message": text}, f"edit-form-{message_id}")
+
+    def delete_frame(self, message_id):
+        """The Delete confirmation button: it submits #message-actions."""
+        return self._frame({"delete_message": str(message_id)}, "message-actions")
+
+    def react_frame(self, message_id, emoji, on=True):
+        """A reaction button (pressed to set, or to unset): it submits #message-actions."""
+        state = "on" if on else "off"
+        return self._frame({"react": f"{message_id} {emoji} {state}"}, "message-actions")
 
     async def send(self, frame):
         """Send a frame now, or queue it until the socket is open again."""
@@ -377,8 +424,20 @@ class Page:
         except ConnectionClosed:
             self.queue.append(frame)
 
-    async def post(self, text, client_key="new"):
-        await self.send(self.post_frame(text, client_key))
+    async def post(self, text, client_key="new", *, reply_to=None):
+        await self.send(self.post_frame(text, client_key, reply_to=reply_to))
+
+    async def reply(self, message_id, text):
+        await self.post(text, reply_to=message_id)
+
+    async def edit(self, message_id, text):
+        await self.send(self.edit_frame(message_id, text))
+
+    async def delete_message(self, message_id):
+        await self.send(self.delete_frame(message_id))
+
+    async def react(self, message_id, emoji, on=True):
+        await self.send(self.react_frame(message_id, emoji, on))
 
     # --- waiting ---
 

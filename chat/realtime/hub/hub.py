@@ -8,6 +8,8 @@ they lack (a gap after a reordered or dropped group message, a reconnect), and t
 `Reconciler` delivers from the database what the layer did not bring.
 
 An event is (seq, html): the hub does not know kinds; chat/events.py renders them.
+Ephemeral state (who is here, who is typing) travels the same link as small notices and
+is kept by `Presence` and `Typing`, which render it for this process's sockets.
 """
 
 import asyncio
@@ -20,9 +22,11 @@ from django.conf import settings
 from chat import events
 from chat.localtime import localise
 from chat.realtime.hub.heartbeat import Heartbeat
-from chat.realtime.hub.link import EVENT_TYPE, ChannelLink
+from chat.realtime.hub.link import EVENT_TYPE, PRESENCE_TYPE, TYPING_TYPE, ChannelLink
 from chat.realtime.hub.memory import EventMemory
+from chat.realtime.hub.presence import Presence
 from chat.realtime.hub.reconcile import Reconciler
+from chat.realtime.hub.typing import Typing
 from chat.selectors import events as event_selectors
 
 logger = logging.getLogger(__name__)
@@ -43,6 +47,8 @@ class RoomHub:
     def __init__(self, layer):
         self.link = ChannelLink(layer)
         self.memory = EventMemory()
+        self.presence = Presence(self)
+        self.typing = Typing(self)
         self.listeners = {}  # room id -> set of sockets (objects with `async catch_up(seq)`)
         self.seen = {}  # room id -> highest sequence number fanned out here
         self.fill_locks = {}  # room id -> lock, so one gap is read from the database once
@@ -175,6 +181,7 @@ class RoomHub:
                 asyncio.create_task(Reconciler(self).run(channel), name="chat-hub-reconcile"),
                 asyncio.create_task(self.link.renew(channel, self._rooms), name="chat-hub-renew"),
                 asyncio.create_task(Heartbeat(self).run(channel), name="chat-hub-heartbeat"),
+                asyncio.create_task(self.presence.run(channel), name="chat-hub-presence"),
             ]
 
     def _stop(self):
@@ -208,8 +215,15 @@ class RoomHub:
         return list(self.listeners)
 
     def _handle(self, event):
-        if event.get("type") != EVENT_TYPE:
-            logger.warning("ignoring unexpected channel-layer event of type %r", event.get("type"))
+        kind = event.get("type")
+        if kind == PRESENCE_TYPE:
+            self.presence.notice(event)
+            return
+        if kind == TYPING_TYPE:
+            self.typing.received(event)
+            return
+        if kind != EVENT_TYPE:
+            logger.warning("ignoring unexpected channel-layer event of type %r", kind)
             return
         room_id, seq, html = event["room"], event["seq"], event["html"]
         if room_id not in self.listeners or seq <= self.seen.get(room_id, 0):

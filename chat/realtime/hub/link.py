@@ -10,6 +10,10 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 EVENT_TYPE = "chat.event"
+# Ephemeral notices (chat/realtime/hub/presence.py, typing.py): small, carrying no HTML,
+# never stored.
+PRESENCE_TYPE = "chat.presence"
+TYPING_TYPE = "chat.typing"
 
 
 def group_name(room_id):
@@ -22,6 +26,7 @@ class ChannelLink:
         self.channel = None  # this process's own channel, in the group of every room it serves
         self.subscribed = set()
         self.publish_failures = 0
+        self.notify_failures = 0
 
     async def open(self):
         self.channel = await self.layer.new_channel(prefix="chat-process.")
@@ -77,6 +82,31 @@ class ChannelLink:
                     seq,
                     self.publish_failures,
                     exc_info=self.publish_failures == 1,
+                )
+        return False
+
+    async def notify(self, room_id, event):
+        """Send an ephemeral notice to every process serving the room; False if it failed.
+
+        Retried once, as `publish` is (a connection pooled before a Redis restart fails
+        once); a notice lost even so heals by itself: presence is re-read every third of
+        its TTL, and a typist expires."""
+        for attempt in (1, 2):
+            try:
+                await self.layer.group_send(group_name(room_id), event)
+                self.notify_failures = 0
+                return True
+            except Exception:
+                if attempt == 1:
+                    await asyncio.sleep(0.05)
+                    continue
+                self.notify_failures += 1
+                logger.warning(
+                    "channel layer notice %s failed for room %s (%s in a row)",
+                    event.get("type"),
+                    room_id,
+                    self.notify_failures,
+                    exc_info=self.notify_failures == 1,
                 )
         return False
 

@@ -1,23 +1,30 @@
-"""Hundreds of generated frames against one room socket on the real Redis channel layer.
+"""Hundreds of generated frames of every kind against one room socket on the real Redis
+channel layer.
 
 Each example sends one generated frame, then a "probe" frame that is always refused with
 its own number in the error: when the probe's error arrives, the generated frame has been
 dealt with (a socket's frames are handled in order). Frames are generated as
 
 - valid posts, each carrying a unique marker: stored once, delivered once to every page;
-- invalid by construction (mutations of a valid post, truncations, binary frames): a
-  composer error, nothing stored;
-- junk (random text, random JSON, random edits of a valid post): anything may happen,
-  but whatever is stored must be valid text.
+- valid edits (of the sender's own messages, each new text with a marker), deletes (of
+  the sender's own) and reactions (on or off, on any shown message), drawn from the room
+  as it is: each that changes something is the room's next event, stored as sent;
+- invalid by construction (mutations of a valid post or change, truncations, binary
+  frames; another person's, a deleted or an unknown message; an emoji outside the set):
+  one error where the sender looks, nothing stored, no event;
+- junk (random text, random JSON, random edits of a valid frame): anything may happen,
+  but whatever is stored must be valid.
 
-Afterwards the database is re-validated, every page is checked for what it received, and
-the room must still serve a fresh socket and the other user.
+Afterwards the database is re-validated, each page must have applied every event once, in
+order, and show what a fresh load shows, and the room must still serve a fresh socket and
+the other user.
 """
 
 import asyncio
 import itertools
 import json
 import logging
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -26,33 +33,57 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from chat.models import Message
-from chat.protocol import POST_FIELDS
-from chat.services import clean_message_text
-from chat.tests.factories import make_room, make_user
+from chat.actions.messages import clean_message_text
+from chat.actions.reactions import REACTION_EMOJI
+from chat.models import Message, Reaction, Room, RoomEvent
+from chat.realtime.frames import DELETE_FIELDS, EDIT_FIELDS, POST_FIELDS, REACT_FIELDS
+from chat.tests.factories import make_author, make_room
+from chat.tests.realtime.test_consumer import ShownPage, assert_same_page, fresh_page, is_event
 from chat.tests.test_security import (
     Composer,
     is_composer,
-    is_message,
+    is_edit_form,
+    is_notice,
     logged_errors,
     message_texts,
+    notice_text,
     open_socket,
+    parse_html,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-EXAMPLES = 520
+EXAMPLES = 650
 HEADERS = {"HX-Request": "true", "HX-Trigger": "composer", "HX-Target": "composer"}
 CONTROL = [chr(c) for c in [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0xA0)]]
 SURROGATES = [chr(c) for c in (0xD800, 0xDBFF, 0xDC00, 0xDFFF, 0xDABC)]
+NOWHERE = 987_654_321  # no message has this id
 
 
 @dataclass
 class Case:
     kind: str  # "valid", "invalid" or "junk"
     frame: str | bytes
-    marker: str | None = None  # in the text of posts built from a valid one
-    text: str | None = None  # valid posts: the text as it must be stored
+    marker: str | None = None  # in the text of posts and edits built from a valid one
+    text: str | None = None  # valid posts and edits: the text as it must be stored
+    change: str = "post"  # what a valid frame does: post, edit, delete or react
+    target: int | None = None  # the message a valid change names
+    emoji: str | None = None
+    on: bool | None = None
+    changed: bool | None = None  # valid reactions: whether the room was not so already
+
+
+@dataclass
+class RoomNow:
+    """The room as the sender's next frame finds it (read before each draw)."""
+
+    mine: list  # ids of the sender's shown messages
+    theirs: list  # ids of the other user's shown messages
+    deleted: list  # ids of deleted messages
+
+    @property
+    def shown(self):
+        return self.mine + self.theirs
 
 
 # --- strategies ---
@@ -156,8 +187,6 @@ def invalid_posts(draw):
 
 
 def _is_uuid_text(text):
-    import re
-
     return re.fullmatch(r"[0-9a-fA-F]{8}-?(?:[0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}", text) is not None
 
 
@@ -204,28 +233,235 @@ catch_ups = st.builds(
     st.integers(-3, 3) | st.sampled_from(["0", "1", "x", "", "-1", "1.5", None, True]),
 )
 
-cases = st.one_of(
-    valid_posts(),
-    valid_posts(),
-    invalid_posts(),
-    invalid_posts(),
-    broken_json(),
-    edited_posts(),
-    random_text,
-    binary_frames,
-    random_json,
-    message_with_any_value,
-    catch_ups,
+
+# --- changes, drawn from the room as it is ---
+#
+# The room changes between examples, and Hypothesis wants the same draws to make the same
+# choices: so a message is picked by a drawn number (modulo the candidates), never by
+# sampling the candidates, and each strategy draws alike whatever the room holds.
+
+
+def _pick(draw, ids):
+    number = draw(st.integers(0, 2**16))
+    return ids[number % len(ids)] if ids else None
+
+
+def _form(draw, frame):
+    """The fields every form of the page adds, or not; as compact or escaped JSON."""
+    if draw(st.booleans()):
+        frame["csrfmiddlewaretoken"] = draw(st.text(max_size=64))
+    if draw(st.booleans()):
+        frame["HEADERS"] = {**HEADERS, "HX-Trigger": draw(st.sampled_from(["", "x", "composer"]))}
+    return json.dumps(frame, ensure_ascii=draw(st.booleans()))
+
+
+def _id(draw, pk):
+    return draw(st.sampled_from([pk, str(pk)]))
+
+
+@st.composite
+def valid_edits(draw, room, *, delete=False):
+    """An edit of one of the sender's messages (or with `delete`, its deletion, while
+    the sender has more than two). Without any message of the sender's: a post."""
+    pk, marker, rest = _pick(draw, room.mine), draw(markers), draw(message_text)
+    text = f"{marker} {rest}"
+    if delete and len(room.mine) > 2:
+        frame = _form(draw, {"delete_message": _id(draw, pk)})
+        return Case("valid", frame, change="delete", target=pk)
+    if pk is None:
+        frame = _form(draw, {"message": text})
+        return Case("valid", frame, marker, clean_message_text(text))
+    frame = _form(draw, {"edit": _id(draw, pk), "message": text})
+    return Case("valid", frame, marker, clean_message_text(text), "edit", pk)
+
+
+def valid_deletes(room):
+    return valid_edits(room, delete=True)
+
+
+@st.composite
+def valid_reactions(draw, room):
+    pk, emoji, on = _pick(draw, room.shown), draw(emojis), draw(st.booleans())
+    frame = _form(draw, {"react": f"{pk} {emoji} {'on' if on else 'off'}"})
+    return Case("valid", frame, change="react", target=pk, emoji=emoji, on=on)
+
+
+emojis = st.sampled_from(REACTION_EMOJI)
+not_offered = st.text(
+    st.characters(exclude_categories=("Cs", "Zs", "Cc")), min_size=1, max_size=4
+).filter(lambda text: text not in REACTION_EMOJI and " " not in text)
+bad_ids = st.one_of(
+    st.sampled_from(["", "0", "-1", "1.5", "1e3", " 7", "x", "9" * 19, "\u0663", "+7"]),
+    st.sampled_from([0, -1, 1.5, True, None, [], {}, 2**62]),
 )
+
+
+@st.composite
+def invalid_changes(draw, room):
+    """A change that must be refused, with one clear error, changing nothing."""
+    marker = draw(markers)
+    # Junk may have deleted all of the sender's messages: then the unknown one will do
+    # (each of these is refused before the message is looked up).
+    mine = _pick(draw, room.mine) or NOWHERE
+    theirs, gone = _pick(draw, room.theirs), _pick(draw, room.deleted)
+    how = draw(
+        st.sampled_from(
+            [
+                "edit theirs",
+                "edit deleted",
+                "edit unknown",
+                "edit blank",
+                "edit too long",
+                "edit control",
+                "edit surrogate",
+                "edit no text",
+                "edit text not text",
+                "edit bad id",
+                "edit unknown field",
+                "delete theirs",
+                "delete deleted",
+                "delete unknown",
+                "delete bad id",
+                "delete unknown field",
+                "react not offered",
+                "react deleted",
+                "react unknown",
+                "react bad value",
+                "react bad id",
+                "react unknown field",
+            ]
+        )
+    )
+    text = f"{marker} {draw(message_text)}"
+    frame = {
+        "edit theirs": {"edit": theirs, "message": text},
+        "edit deleted": {"edit": gone, "message": text},
+        "edit unknown": {"edit": NOWHERE, "message": text},
+        "edit blank": {
+            "edit": mine,
+            "message": draw(st.text(st.sampled_from(" \n\t\r"), max_size=9)),
+        },
+        "edit too long": {"edit": mine, "message": marker + "x" * 4000},
+        "edit control": {
+            "edit": mine,
+            "message": marker[:3] + draw(st.sampled_from(CONTROL)) + marker[3:],
+        },
+        "edit surrogate": {"edit": mine, "message": marker + draw(st.sampled_from(SURROGATES))},
+        "edit no text": {"edit": mine},
+        "edit text not text": {
+            "edit": mine,
+            "message": draw(json_values.filter(lambda value: not isinstance(value, str))),
+        },
+        "edit bad id": {"edit": draw(bad_ids), "message": text},
+        "edit unknown field": {"edit": mine, "message": text, draw(unknown(EDIT_FIELDS)): 1},
+        "delete theirs": {"delete_message": theirs},
+        "delete deleted": {"delete_message": gone},
+        "delete unknown": {"delete_message": NOWHERE},
+        "delete bad id": {"delete_message": draw(bad_ids)},
+        "delete unknown field": {"delete_message": mine, draw(unknown(DELETE_FIELDS)): 1},
+        "react not offered": {"react": f"{mine} {draw(not_offered)} on"},
+        "react deleted": {"react": f"{gone} {draw(emojis)} on"},
+        "react unknown": {"react": f"{NOWHERE} {draw(emojis)} off"},
+        "react bad value": {
+            "react": draw(
+                st.sampled_from(
+                    [f"{mine} 👍", f"{mine} 👍 toggle", f"{mine}  👍 on", f"👍 {mine} on", "", 7]
+                )
+            )
+        },
+        "react bad id": {"react": f"{draw(bad_ids)} 👍 on"},
+        "react unknown field": {"react": f"{mine} 👍 on", draw(unknown(REACT_FIELDS)): 1},
+    }[how]
+    return Case("invalid", _form(draw, frame), marker, change=how)
+
+
+def unknown(fields):
+    # Not a field of any kind: one would make it a frame of that kind.
+    known = POST_FIELDS | EDIT_FIELDS | DELETE_FIELDS | REACT_FIELDS | {"last_seq", "typing"}
+    return st.text(max_size=12).filter(lambda name: name not in known | fields)
+
+
+@st.composite
+def edited_changes(draw, room):
+    """A valid change with characters inserted, deleted or replaced anywhere: junk."""
+    frame = draw(st.one_of(valid_edits(room), valid_deletes(room), valid_reactions(room))).frame
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, 2**16)) % (len(frame) + 1)  # the frame's length varies
+        char = draw(st.characters() | st.sampled_from([*SURROGATES, *CONTROL, *'{}[]":,\\ ']))
+        frame = frame[:at] + char + frame[at + draw(st.integers(0, 1)) :]
+    return Case("junk", frame)
+
+
+def cases(room):
+    choices = [
+        valid_posts(),
+        valid_posts(),
+        valid_reactions(room),
+        valid_reactions(room),
+        invalid_posts(),
+        invalid_changes(room),
+        invalid_changes(room),
+        broken_json(),
+        edited_posts(),
+        edited_changes(room),
+        random_text,
+        binary_frames,
+        random_json,
+        message_with_any_value,
+        catch_ups,
+        valid_edits(room),
+        valid_edits(room),
+        valid_deletes(room),
+        valid_deletes(room),
+        valid_deletes(room),
+    ]
+    return st.one_of(*choices)
+
+
+# --- the room, read between frames ---
+
+
+def room_now(room, alice):
+    rows = Message.objects.filter(room=room).values_list("pk", "author_id", "deleted_at")
+    mine = [pk for pk, author, deleted in rows if author == alice.pk and deleted is None]
+    theirs = [pk for pk, author, deleted in rows if author != alice.pk and deleted is None]
+    return RoomNow(mine, theirs, [pk for pk, _, deleted in rows if deleted is not None])
+
+
+def last_seq(room):
+    return Room.objects.get(pk=room.pk).last_seq
+
+
+def reacted(pk, user, emoji):
+    return Reaction.objects.filter(message_id=pk, user=user, emoji=emoji).exists()
+
+
+def is_answer(frame):
+    """What only the sender gets: its composer, the notice, an edit form or its editor."""
+    if is_event(frame):
+        return False
+    return is_composer(frame) or is_notice(frame) or is_edit_form(frame) or "-editor" in frame
+
+
+def error_of(frame):
+    if is_composer(frame):
+        return Composer(frame).error
+    if is_notice(frame):
+        return notice_text(frame) or None
+    if is_edit_form(frame):
+        errors = parse_html(frame).find_all(lambda node: "field-error" in node.classes)
+        return errors[0].text().strip() if errors else None
+    return None
 
 
 # --- the test ---
 
 
-def test_generated_frames_store_only_valid_text_and_leave_the_room_working(settings, caplog):
+def test_generated_frames_of_every_kind_change_only_what_they_may(settings, caplog):
     settings.CHAT_RATE_LIMIT = None
+    settings.CHAT_PAGE_SIZE = 10_000  # a fresh load shows the whole room
     caplog.set_level(logging.INFO)
-    alice, bob, carol = make_user(), make_user(), make_user()
+    alice, bob, carol = make_author(), make_author(), make_author()
     room = make_room()
     loop = asyncio.new_event_loop()
 
@@ -242,10 +478,42 @@ def test_generated_frames_store_only_valid_text_and_leave_the_room_working(setti
         await sender.send(json.dumps({"message": "probe", f"probe-{number}-end": 1}))
         probe = await sender.expect(lambda frame: f"probe-{number}-end" in frame)
         assert is_composer(probe)
-        # Composers that arrived before the probe's are this frame's answer.
-        answers = [frame for frame in sender.pending if is_composer(frame)]
-        sender.pending = [frame for frame in sender.pending if not is_composer(frame)]
-        return [Composer(frame) for frame in answers]
+        # What arrived before the probe's answer, for the sender alone, answers this frame.
+        answers = [frame for frame in sender.pending if is_answer(frame)]
+        sender.pending = []
+        return answers
+
+    def check(case, answers, before):
+        after = last_seq(room)
+        errors = [error_of(frame) for frame in answers]
+        if case.kind == "invalid":
+            assert len(answers) == 1 and errors[0], (case, answers)
+            assert after == before, case  # nothing changed
+            return
+        if case.kind == "junk":
+            assert len(answers) <= 1, case
+            return
+        event = RoomEvent.objects.filter(room=room, seq=after).select_related("message").first()
+        if case.change == "post":
+            assert errors == [None] and Composer(answers[0]).text == "", (case, errors)
+            assert after == before + 1 and event.kind == "message.posted", case
+            assert event.message.text == case.text and event.message.author_id == alice.pk
+        elif case.change == "edit":
+            assert answers == [], (case, errors)
+            assert after == before + 1 and event.kind == "message.edited", case
+            assert event.message_id == case.target and event.message.text == case.text
+        elif case.change == "delete":
+            assert answers == [], (case, errors)
+            assert after == before + 1 and event.kind == "message.deleted", case
+            assert event.message_id == case.target and event.message.is_deleted
+        else:
+            assert answers == [], (case, errors)
+            assert reacted(case.target, alice, case.emoji) is case.on, case
+            if after == before:  # it was so already: the same form again changes nothing
+                assert case.changed is False, case
+            else:
+                assert after == before + 1 and event.kind == "reactions.changed", case
+                assert event.message_id == case.target
 
     @hypothesis_settings(
         max_examples=EXAMPLES,
@@ -253,31 +521,43 @@ def test_generated_frames_store_only_valid_text_and_leave_the_room_working(setti
         database=None,
         suppress_health_check=list(HealthCheck),
     )
-    @given(case=cases)
-    def one_frame(case):
+    @given(data=st.data())
+    def one_frame(data):
+        now = room_now(room, alice)
+        case = data.draw(cases(now))
+        if case.change == "react" and case.kind == "valid":
+            case.changed = reacted(case.target, alice, case.emoji) is not case.on
         number = next(numbers)
         sent.append(case)
-        composers = run(exchange(case, number))
-        if case.kind == "valid":
-            assert [c.error for c in composers] == [None], (case, [c.error for c in composers])
-            assert composers[0].text == ""
-        elif case.kind == "invalid":
-            assert len(composers) == 1 and composers[0].error, (case, composers)
-        else:
-            assert len(composers) <= 1, case
+        before = last_seq(room)
+        check(case, run(exchange(case, number)), before)
 
     try:
-        # Three messages first, so that catch-up frames (last_seq <= 3) never claim a
-        # position ahead of the page.
-        for number in range(1, 4):
-            run(sender.send(json.dumps({"message": f"warm-up {number}"})))
+        # Messages of each kind first: the sender's, the other user's, a deleted one; and
+        # enough of them that catch-up frames (last_seq <= 3) never claim a position ahead
+        # of the page.
+        for page, text in [
+            (sender, "warm-up 1"),
+            (sender, "warm-up 2"),
+            (sender, "warm-up 3"),
+            (reader, "bob 1"),
+            (reader, "bob 2"),
+            (sender, "soon gone"),
+        ]:
+            run(page.send(json.dumps({"message": text})))
             # The sender's own message may come before or after its composer: await both.
-            assert run(sender.expect_composer()).error is None
-            for page in (sender, reader):
-                run(page.expect_message(f"warm-up {number}"))
+            assert run(page.expect_composer()).error is None
+            for each in (sender, reader):
+                run(each.expect_message(text))
+        gone = Message.objects.get(room=room, text="soon gone")
+        run(sender.send(json.dumps({"delete_message": gone.pk})))
+        run(reader.expect(lambda frame: f'id="message-{gone.pk}" hx-swap-oob="delete"' in frame))
+        reader.pending = []
+        run(sender.settle())
         sender.pending = []
+        warmed_up = len(reader.received)  # Bob's own composers were answers to Bob
         one_frame()
-        assert len(sent) >= 500, f"only {len(sent)} frames were generated"
+        assert len(sent) >= 600, f"only {len(sent)} frames were generated"
 
         # Both pages have received everything by the time a last message reaches them.
         run(sender.send(json.dumps({"message": "the last word"})))
@@ -285,41 +565,55 @@ def test_generated_frames_store_only_valid_text_and_leave_the_room_working(setti
             run(page.expect_message("the last word"))
             run(page.settle())
 
-        # The database holds only valid text: each valid post once, nothing invalid.
+        # The database holds only valid text: each valid post and edit as sent, nothing
+        # invalid; deleted messages hold no text.
         stored = list(Message.objects.filter(room=room).order_by("seq"))
         for message in stored:
-            assert clean_message_text(message.text) == message.text, repr(message.text)
+            if message.is_deleted:
+                assert message.text == "" and message.reactions == {}
+            else:
+                assert clean_message_text(message.text) == message.text, repr(message.text)
             assert message.author_id in (alice.pk, bob.pk)
         valid = [case for case in sent if case.kind == "valid"]
         kinds = {
             kind: sum(case.kind == kind for case in sent) for kind in ("valid", "invalid", "junk")
         }
-        assert kinds["valid"] > 50 and kinds["invalid"] > 100 and kinds["junk"] > 100, kinds
-        for case in valid:
-            holding = [m.text for m in stored if case.marker in m.text]
-            assert holding == [case.text], (case, holding)
+        changes = {
+            change: sum(case.change == change for case in valid)
+            for change in ("post", "edit", "delete", "react")
+        }
+        assert kinds["valid"] > 100 and kinds["invalid"] > 100 and kinds["junk"] > 100, kinds
+        assert all(count > 10 for count in changes.values()), changes
         for case in sent:
             if case.kind == "invalid" and case.marker:
                 assert not [m.text for m in stored if case.marker in m.text], case
-        assert [m.seq for m in stored] == list(range(1, len(stored) + 1))
+        for case in valid:
+            if case.change == "post":
+                holding = [m for m in stored if m.text.startswith(case.marker)]
+                # Posted once; then maybe edited or deleted by a later valid frame.
+                assert len(holding) <= 1, (case, holding)
+        events = list(RoomEvent.objects.filter(room=room).order_by("seq"))
+        assert [event.seq for event in events] == list(range(1, last_seq(room) + 1))
+        assert [m.seq for m in stored] == [e.seq for e in events if e.kind == "message.posted"]
 
-        # Every page got every stored message once, in order, and Bob saw no one's errors.
+        # Every page applied every event once, in order, and shows what a fresh load shows;
+        # Bob saw no one's errors.
+        expected = run(fresh_page(bob, room))
         for page in (sender, reader):
-            shown = [text for frame in page.received for text in message_texts(frame)]
-            assert len(shown) == len(stored)
-            for case in valid:
-                assert sum(case.marker in text for text in shown) == 1, case
-        assert not [frame for frame in reader.received if is_composer(frame)]
-        seqs = [
-            int(part.split('"', 1)[0])
-            for frame in reader.received
-            if is_message(frame)
-            for part in frame.split('data-seq="')[1:]
-        ]
-        assert seqs == [m.seq for m in stored]
+            shown = ShownPage()
+            for frame in page.received:
+                if is_event(frame):
+                    shown.apply(frame)
+            assert shown.applied == [event.seq for event in events]
+            assert_same_page(shown.snapshot(), expected)
+        assert not [frame for frame in reader.received[warmed_up:] if is_answer(frame)]
+        shown_texts = [text for frame in reader.received for text in message_texts(frame)]
+        for case in valid:
+            if case.change == "post":
+                assert sum(text.startswith(case.marker) for text in shown_texts) >= 1, case
 
         # The room still works: a fresh page and the other user both chat.
-        fresh = run(open_socket(carol, room, last_seq=stored[-1].seq))
+        fresh = run(open_socket(carol, room, last_seq=last_seq(room)))
         try:
             run(fresh.send(json.dumps({"message": "carol joins", "client_key": str(uuid.uuid4())})))
             for page in (fresh, sender, reader):

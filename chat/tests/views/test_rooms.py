@@ -376,7 +376,8 @@ class NoJavaScriptFormsTests:
             message=" hello **there** \r\n",
         )
         assert response.status_code == 302
-        assert response["Location"] == f"{room.get_absolute_url()}#composer"
+        # No anchor: Chromium would not autofocus the composer with one.
+        assert response["Location"] == room.get_absolute_url()
         message = Message.objects.get()
         assert (message.text, message.author, message.seq) == ("hello **there**", alice, 1)
         page = csrf_alice.get(room.get_absolute_url())

@@ -1,9 +1,15 @@
-"""RoomHub (chat/fanout.py) in-process, against real Redis channel layers and a real database.
+"""RoomHub (chat/realtime/hub/hub.py) in-process, against real Redis channel layers and a
+real database.
 
 Each hub gets a channels_redis layer of its own, configured as project/settings.py configures
 it, so two hubs behave like two server processes. `PageStandIn` is what the hub serves: it
 keeps the last sequence number it shows and completes gaps through `hub.fragments_after`,
 like a socket does.
+
+Changes are made through the actions, as people make them; what an action publishes after
+commit is captured here instead of reaching the process's own hub (`captured`), so each
+test decides which hub publishes it, if any: an event that no hub publishes is one the
+channel layer lost.
 """
 
 import asyncio
@@ -11,14 +17,21 @@ import logging
 import re
 import threading
 import time
+from dataclasses import dataclass
 
 import pytest
 import redis.asyncio
 from channels.db import database_sync_to_async
 from channels_redis.core import RedisChannelLayer
 
-from chat import fanout, services
-from chat.fanout import EVENT_TYPE, RoomHub
+from chat import events
+from chat.actions import messages as message_actions
+from chat.actions import reactions as reaction_actions
+from chat.models import RoomEvent
+from chat.realtime.hub import hub as hub_module
+from chat.realtime.hub.hub import RoomHub
+from chat.realtime.hub.link import EVENT_TYPE, group_name
+from chat.selectors import events as event_selectors
 from chat.tests.factories import make_room, make_user
 from project.settings import channel_layers_and_caches
 from tests.support.redis import RedisServer
@@ -131,27 +144,94 @@ def quiet_reconcile(settings):
     settings.CHAT_RECONCILE_SECONDS = 3600  # only the channel layer delivers
 
 
+COMMITTED = {}  # (room id, seq) -> html of each event the actions committed in this test
+
+
+@pytest.fixture(autouse=True)
+def captured(monkeypatch, settings):
+    """What the actions publish after commit is kept here instead of reaching a hub."""
+    settings.CHAT_RATE_LIMIT = None
+    COMMITTED.clear()
+    monkeypatch.setattr(events, "_publisher", _keep)
+    yield COMMITTED
+    COMMITTED.clear()
+
+
+def _keep(room_id, seq, html):
+    COMMITTED[room_id, seq] = html
+
+
+@dataclass(frozen=True)
+class Change:
+    """An event an action committed: its room, number, message and rendered HTML."""
+
+    room_id: int
+    seq: int
+    message: object
+    html: str
+
+
 @database_sync_to_async
 def a_room_and_author():
     return make_room(), make_user()
 
 
-@database_sync_to_async
-def save(room, author, text):
-    """Store a message (not published): what a process does before it publishes."""
-    return services.message_save(room=room, author=author, text=text)
+def _change(room, done):
+    assert done.changed, done
+    return Change(room.pk, done.seq, done.message, COMMITTED[room.pk, done.seq])
+
+
+async def save(room, author, text, **options):
+    """Post a message (stored, not published): what a process does before it publishes."""
+    done = await database_sync_to_async(message_actions.message_post)(
+        room=room, author=author, text=text, **options
+    )
+    return _change(room, done)
+
+
+async def edit(room, user, message, text):
+    done = await database_sync_to_async(message_actions.message_edit)(
+        room=room, user=user, message_id=message.pk, text=text
+    )
+    return _change(room, done)
+
+
+async def delete(room, user, message):
+    done = await database_sync_to_async(message_actions.message_delete)(
+        room=room, user=user, message_id=message.pk
+    )
+    return _change(room, done)
+
+
+async def react(room, user, message, emoji, *, on=True):
+    done = await database_sync_to_async(reaction_actions.reaction_set)(
+        room=room, user=user, message_id=message.pk, emoji=emoji, on=on
+    )
+    return _change(room, done)
+
+
+async def publish(hub, change):
+    await hub.publish(change.room_id, change.seq, change.html)
+    return change
 
 
 async def post(hub, room, author, text):
-    """Store and publish through `hub`, as services.amessage_post does in that process."""
-    posted = await save(room, author, text)
-    await hub.publish(room.pk, posted.message.seq, posted.html)
-    return posted
+    """Store and publish through `hub`, as the poster's process does after commit."""
+    return await publish(hub, await save(room, author, text))
+
+
+@database_sync_to_async
+def stored_html(room_id, *, after_seq=0, upto_seq=None):
+    """[(seq, html)] of the room's stored events as the database renders them now."""
+    stored = event_selectors.events_after(
+        room_id, after_seq=after_seq, upto_seq=upto_seq, limit=10_000
+    )
+    return events.render_stored(stored)
 
 
 async def members(layer, room_id):
     """The channel names in the room's group, as Redis holds them."""
-    group = fanout._group(room_id)
+    group = group_name(room_id)
     connection = layer.connection(layer.consistent_hash(group))
     return {name.decode() for name in await connection.zrange(layer._group_key(group), 0, -1)}
 
@@ -201,8 +281,9 @@ async def test_a_gap_is_filled_from_the_database_in_order(make_hub, quiet_reconc
     third = await post(here, room, author, "arrives")
     await until(lambda: page.seqs == [1, 2, 3])
 
-    expected = [services.message_render(p.message) for p in lost]
-    assert page.shown == [(1, expected[0]), (2, expected[1]), (3, third.html)]
+    # Rendered from the database as the poster rendered them (chat.events.render_stored).
+    assert page.shown == [(1, lost[0].html), (2, lost[1].html), (3, third.html)]
+    assert page.shown == await stored_html(room.pk)
     # A page that is already up to date is not sent the same message again.
     again = PageStandIn(there, room.pk, last_seq=3)
     await there.join(room.pk, again, last_seq=3)
@@ -213,7 +294,7 @@ async def test_a_gap_is_filled_from_the_database_in_order(make_hub, quiet_reconc
 async def test_fragments_after_reads_batches_in_order_and_keeps_them(
     make_hub, quiet_reconcile, monkeypatch
 ):
-    monkeypatch.setattr(fanout, "CATCH_UP_LIMIT", 4)
+    monkeypatch.setattr(hub_module, "CATCH_UP_LIMIT", 4)
     hub = make_hub()
     room, author = await a_room_and_author()
     page = PageStandIn(hub, room.pk)
@@ -224,10 +305,97 @@ async def test_fragments_after_reads_batches_in_order_and_keeps_them(
     assert [seq for seq, _ in batch] == [1, 2, 3, 4]  # at most CATCH_UP_LIMIT at a time
     batch = await hub.fragments_after(room.pk, 4)  # to the newest, from the database
     assert [seq for seq, _ in batch] == [5, 6, 7, 8]
-    assert [html for _, html in batch] == [services.message_render(p.message) for p in saved[4:8]]
+    assert [html for _, html in batch] == [change.html for change in saved[4:8]]
     # What was read is kept: the same range again needs no database row.
-    await database_sync_to_async(lambda: room.messages.filter(seq__lte=8).delete())()
+    await database_sync_to_async(lambda: RoomEvent.objects.filter(room=room, seq__lte=8).delete())()
     assert [seq for seq, _ in await hub.fragments_after(room.pk, 2, 6)] == [3, 4, 5, 6]
+
+
+async def test_every_kind_of_change_travels_between_hubs_in_order(make_hub, quiet_reconcile):
+    here, there = make_hub(), make_hub()
+    room, alice = await a_room_and_author()
+    _, bob = await a_room_and_author()
+    local, remote = PageStandIn(here, room.pk), PageStandIn(there, room.pk)
+    await here.join(room.pk, local, last_seq=0)
+    await there.join(room.pk, remote, last_seq=0)
+
+    first = await post(here, room, alice, "first")
+    reply = await publish(there, await save(room, bob, "a reply", reply_to_id=first.message.pk))
+    changes = [
+        first,
+        reply,
+        await publish(here, await edit(room, alice, first.message, "first, edited")),
+        await publish(there, await react(room, bob, first.message, "🎉")),
+        await publish(here, await react(room, bob, first.message, "🎉", on=False)),
+        await publish(there, await delete(room, alice, first.message)),
+    ]
+    expected = [(change.seq, change.html) for change in changes]
+    await until(lambda: local.seqs == remote.seqs == [1, 2, 3, 4, 5, 6])
+    assert local.shown == remote.shown == expected
+    # Each kind's envelope: the edit replaces the message and the quote of it in the reply;
+    # the reactions replace only the reactions; the delete removes it.
+    pk = first.message.pk
+    assert f'<li class="message" id="message-{pk}"' in expected[2][1]
+    assert f"quote-of-{pk}" in expected[2][1] and "first, edited" in expected[2][1]
+    assert f'<div class="reactions" id="message-{pk}-reactions">' in expected[3][1]
+    assert 'class="message"' not in expected[3][1]
+    assert f'<li id="message-{pk}" hx-swap-oob="delete">' in expected[5][1]
+    assert "Original message deleted" in expected[5][1]
+
+
+async def test_a_gap_of_every_kind_is_filled_from_the_database_as_it_is_now(
+    make_hub, quiet_reconcile
+):
+    hub, poster = make_hub(), make_hub()
+    room, alice = await a_room_and_author()
+    _, bob = await a_room_and_author()
+    page = PageStandIn(hub, room.pk)
+    await hub.join(room.pk, page, last_seq=0)
+    first = await post(poster, room, alice, "first")
+    await until(lambda: page.seqs == [1])
+
+    # Lost on the way (no hub publishes them): an edit, a reaction, a reply, a delete.
+    lost = [
+        await edit(room, alice, first.message, "edited once"),
+        await react(room, bob, first.message, "👍"),
+        second := await save(room, bob, "second"),
+        await edit(room, bob, second.message, "second, edited"),
+        await save(room, alice, "third, a reply", reply_to_id=second.message.pk),
+        await react(room, alice, second.message, "❤️"),
+        await delete(room, alice, first.message),
+    ]
+    last = await post(poster, room, bob, "the last")
+    await until(lambda: page.seqs == list(range(1, last.seq + 1)))
+
+    assert [seq for seq, _ in page.shown] == [1, *(change.seq for change in lost), last.seq]
+    # Each missed event is rendered from the message's state now (later changes included),
+    # so replaying any suffix leaves a page as a fresh load would.
+    assert page.shown[1:-1] == (await stored_html(room.pk, after_seq=1, upto_seq=last.seq - 1))
+    replay = dict(page.shown)
+    # The first message is deleted by now: every event of it removes it.
+    for change in lost[:2]:
+        assert f'<li id="message-{first.message.pk}" hx-swap-oob="delete">' in replay[change.seq]
+        assert "edited once" not in replay[change.seq]
+    # The second's posting already shows its edit and its reaction.
+    assert "second, edited" in replay[second.seq] and "❤️ <span" in replay[second.seq]
+
+
+async def test_frame_joins_what_memory_holds_once_per_pass_and_position(make_hub, quiet_reconcile):
+    hub = make_hub()
+    room, author = await a_room_and_author()
+    page = PageStandIn(hub, room.pk)
+    await hub.join(room.pk, page, last_seq=0)
+    changes = [await post(hub, room, author, f"m{n}") for n in range(1, 4)]
+    await until(lambda: page.seqs == [1, 2, 3])
+
+    hub.frames = {}  # a new pass
+    frame = hub.frame(room.pk, 0, 3)
+    assert frame == {"type": "websocket.send", "text": "".join(c.html for c in changes)}
+    assert hub.frame(room.pk, 0, 3) is frame  # sockets at one position share one frame
+    assert hub.frame(room.pk, 2, 3)["text"] == changes[2].html
+    assert hub.frame(room.pk, 3, 4) is None  # not in memory: the socket reads the database
+    hub.memory.forget(room.pk)
+    assert hub.frame(room.pk, 1, 3) is None
 
 
 # --- the reconcile loop ---
@@ -260,7 +428,7 @@ async def test_membership_is_renewed_beyond_the_group_expiry(make_hub, settings,
     await here.join(room.pk, page, last_seq=0)
     # A control: a channel added once and never renewed, as the Channels tutorial does.
     control = await there.layer.new_channel()
-    await there.layer.group_add(fanout._group(room.pk), control)
+    await there.layer.group_add(group_name(room.pk), control)
 
     await asyncio.sleep(expiry * 2 + 1)  # the point of the test: time passes
 
@@ -313,7 +481,7 @@ async def test_an_unexpected_event_is_logged_and_the_hub_keeps_reading(
     room, author = await a_room_and_author()
     page = PageStandIn(hub, room.pk)
     await hub.join(room.pk, page, last_seq=0)
-    group = fanout._group(room.pk)
+    group = group_name(room.pk)
     await poster.layer.group_send(group, {"type": "something.else", "room": room.pk})
     await poster.layer.group_send(group, {"type": EVENT_TYPE, "room": room.pk})  # no seq
     await post(poster, room, author, "still served")
