@@ -5,7 +5,7 @@ import zoneinfo
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 
 from chat.models import Message, Profile
 
@@ -54,7 +54,9 @@ def profile_update(*, user, display_name, time_zone, show_presence):
         profile.time_zone = time_zone
         profile.show_presence = bool(show_presence)
         profile.save()
-        if renamed:  # kept fragments carry the old name: give them a new version
-            Message.objects.filter(author=user).update(version=F("version") + 1)
+        if renamed:  # kept fragments carry the old name (theirs, and quotes of theirs)
+            Message.objects.filter(Q(author=user) | Q(reply_to__author=user)).update(
+                version=F("version") + 1
+            )
     user.profile = profile
     return profile

@@ -15,8 +15,7 @@ from django.db import DatabaseError
 from django.template.loader import render_to_string
 
 from chat.actions.limits import RateLimited
-from chat.localtime import localise
-from chat.realtime.cursor import PageCursor
+from chat.realtime.feed import PageFeed
 from chat.realtime.frames import (
     CatchUpFrame,
     CloseCode,
@@ -28,7 +27,7 @@ from chat.realtime.frames import (
     TypingFrame,
     parse_frame,
 )
-from chat.realtime.hub import CATCH_UP_LIMIT, get_hub
+from chat.realtime.hub import get_hub
 from chat.realtime.hub.heartbeat import status_frame
 from chat.realtime.hub.typing import TYPING_EVERY_SECONDS
 from chat.selectors import rooms as room_selectors
@@ -37,9 +36,6 @@ from chat.selectors.people import display_name, time_zone_of
 logger = logging.getLogger(__name__)
 timing_logger = logging.getLogger("chat.timing")
 
-# A page says which event it shows last right after connecting (the hidden catch-up
-# form). A client that never does gets events after the one its URL names.
-CATCH_UP_WAIT_SECONDS = 5
 NOT_SAVED = "That could not be saved just now. Try again."
 SERVER_ERROR = "Something went wrong on the server. If the page looks wrong, reload it."
 
@@ -63,17 +59,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self.room is None:
             return await self.refuse(CloseCode.NO_SUCH_ROOM)
         self.hub = get_hub()
-        self.cursor = PageCursor()
         # The reader's clock: events are rendered once, then localised once per zone.
         zone = time_zone_of(user)
-        self.zone = None if zone == settings.TIME_ZONE else zone
-        self.sending = asyncio.Lock()
-        self.filler = None
-        url_after = _after_from_query(self.scope, default=self.room.last_seq)
-        await self.hub.join(self.room.pk, self, last_seq=self.room.last_seq)
-        self.fallback = asyncio.get_running_loop().call_later(
-            CATCH_UP_WAIT_SECONDS, self.page_position_known, url_after
+        self.feed = PageFeed(
+            hub=self.hub,
+            room_id=self.room.pk,
+            zone=None if zone == settings.TIME_ZONE else zone,
+            send=self.send,
+            base_send=self.base_send,
         )
+        await self.hub.join(self.room.pk, self, last_seq=self.room.last_seq)
+        self.feed.wait_for_page(_after_from_query(self.scope, default=self.room.last_seq))
         await self.accept()
         await self.base_send(status_frame())  # "Reconnecting…" goes as soon as we are back
         self.here = True
@@ -81,13 +77,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code):
         if self.room is not None:
-            if self.fallback:
-                self.fallback.cancel()
             if self.here:
                 self.hub.presence.depart(self.room.pk, self.scope["user"].pk, self)
             await self.hub.leave(self.room.pk, self)
-            if self.filler:
-                self.filler.cancel()
+            self.feed.stop()
 
     async def refuse(self, code):
         # Accept, then close with a 4xxx code: a refused handshake reaches the browser
@@ -116,7 +109,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_notice(SERVER_ERROR)
 
     async def on_catch_up(self, frame):
-        self.page_position_known(frame.last_seq)
+        self.feed.page_says(frame.last_seq)
 
     async def on_post(self, frame):
         received = time.perf_counter()
@@ -139,7 +132,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send_composer(form=frame.form)
         self.hub.typing.stopped(self.room.pk, self.scope["user"].pk)  # "is typing…" goes
         # The sender's own page shows its message even before the broadcast comes back.
-        await self.catch_up(done.message.seq)
+        await self.feed.catch_up(done.message.seq)
 
     async def on_edit(self, frame):
         done, error = await self.perform(frame)
@@ -152,7 +145,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             }
             return await self.send_html("chat/messages/_edit_form.html", {**context, "oob": True})
         if done.changed:
-            await self.catch_up(done.seq)  # the new version replaces the message, editor and all
+            await self.feed.catch_up(
+                done.seq
+            )  # the new version replaces the message, editor and all
         else:  # nothing to change: just close the editor
             await self.send_html("chat/messages/_editor.html", {"message": done.message})
 
@@ -161,7 +156,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if error:
             return await self.send_notice(error)
         if done.changed:
-            await self.catch_up(done.seq)
+            await self.feed.catch_up(done.seq)
 
     async def on_typing(self, frame):
         """Someone is typing: told to every page of the room. A socket's frames closer
@@ -216,61 +211,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def send_html(self, template, context):
         await self.send(text_data=render_to_string(template, context))
 
-    # --- to the page: each event once, in order, without gaps ---
-
-    def page_position_known(self, last_seq):
-        """The page shows everything up to `last_seq`: send it what follows, from the database."""
-        if self.fallback:
-            self.fallback.cancel()
-            self.fallback = None
-        self.cursor.page_says(last_seq)
-        self._start_filler()
+    # --- to the page: each event once, in order, without gaps (chat/realtime/feed.py) ---
 
     async def catch_up(self, seq):
-        """Called by the hub for each event of the room: send what this page lacks."""
-        cursor = self.cursor
-        if not cursor.room_reached(seq):
-            return  # position not known yet, or already shown
-        frame = (
-            None
-            if self.sending.locked()
-            else self.hub.frame(self.room.pk, cursor.shown, seq, self.zone)
-        )
-        if frame is not None:
-            cursor.sent(seq)  # the common case: what follows, rendered once, in memory
-            # The hub's ready-made event, shared by every socket at this position; what
-            # `self.send(text_data=...)` would build, without a copy per socket.
-            await self.base_send(frame)
-        else:
-            self._start_filler()
-
-    def _start_filler(self):
-        if self.filler is None or self.filler.done():
-            self.filler = asyncio.create_task(self._fill())
-
-    async def _fill(self):
-        """Send every missing event in order, from memory or the database, in batches."""
-        cursor = self.cursor
-        try:
-            async with self.sending:
-                while True:
-                    more, upto = cursor.next_read()
-                    if not more:
-                        return
-                    batch = await self.hub.fragments_after(self.room.pk, cursor.shown, upto)
-                    if batch:
-                        text = "".join(html for _, html in batch)
-                        await self.send(text_data=localise(text, self.zone or settings.TIME_ZONE))
-                        cursor.sent(batch[-1][0])
-                    elif upto is not None:  # numbers with no stored event
-                        cursor.sent(min(upto, cursor.shown + CATCH_UP_LIMIT))
-                    if upto is None and len(batch) == CATCH_UP_LIMIT:
-                        cursor.reread = True  # a long absence: keep reading
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # The page keeps what it has; the next event or reconcile pass tries again.
-            logger.exception("catch-up failed for room %s after seq %s", self.room.pk, cursor.shown)
+        """Called by the hub for each event of the room."""
+        await self.feed.catch_up(seq)
 
 
 HANDLERS = {

@@ -21,11 +21,11 @@ from django.test import Client
 
 from chat.actions import messages as message_actions
 from chat.models import Message, Reaction, Room, RoomEvent
-from chat.realtime import consumer as consumer_module
+from chat.realtime import feed as feed_module
 from chat.realtime.frames import CloseCode
 from chat.realtime.routing import websocket_urlpatterns
 from chat.tests.factories import make_author, make_message, make_room
-from chat.tests.test_security import (  # the last two: autouse fixtures, used here too
+from chat.tests.test_security import (
     COMPOSER,
     EDIT_FORM,
     NOTICE,
@@ -37,10 +37,10 @@ from chat.tests.test_security import (  # the last two: autouse fixtures, used h
     _as_signed_in,
     change,
     expect_refusal,
-    finish_background_tasks,  # noqa: F401
+    finish_background_tasks,  # noqa: F401 - an autouse fixture, in force here too
     is_connection_status,
     is_message,
-    no_logged_errors,  # noqa: F401
+    no_logged_errors,  # noqa: F401 - an autouse fixture, in force here too
     open_socket,
     parse_html,
     post,
@@ -933,7 +933,7 @@ async def test_catch_up_replays_every_kind_of_change_to_the_same_page_as_live():
 
 
 async def test_a_page_that_never_says_where_it_is_gets_what_follows_its_url(monkeypatch):
-    monkeypatch.setattr(consumer_module, "CATCH_UP_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(feed_module, "CATCH_UP_WAIT_SECONDS", 0.2)
     alice, room = await author(), await a_room()
     for number in range(1, 4):
         await message_by(room, alice, f"m{number}")
