@@ -16,28 +16,11 @@ from chat.tests.factories import (
     make_author,
     make_message,
     make_reaction,
-    make_room,
     recorded_events,
 )
 from chat.tests.test_security import parse_html
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def alice():
-    return make_author(username="alice")
-
-
-@pytest.fixture
-def client_alice(client, alice):
-    client.force_login(alice)
-    return client
-
-
-@pytest.fixture
-def room():
-    return make_room(name="General")
 
 
 def page(client, room, query=""):

@@ -69,21 +69,6 @@ def assert_unchanged(room, message, *, seq_before, events_before):
     assert event_log(room) == events_before
 
 
-@pytest.fixture
-def room():
-    return make_room(name="General")
-
-
-@pytest.fixture
-def alice():
-    return make_author(username="alice")
-
-
-@pytest.fixture
-def bob():
-    return make_author(username="bob")
-
-
 class CleanMessageTextTests:
     def test_keeps_line_breaks_and_trims_the_ends(self):
         assert clean_message_text("  one\r\ntwo\rthree\n ") == "one\ntwo\nthree"

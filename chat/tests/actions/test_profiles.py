@@ -11,19 +11,9 @@ from chat.actions.profiles import (
 )
 from chat.models import Message, Profile
 from chat.selectors.people import display_name, profile_of, time_zone_of
-from chat.tests.factories import make_author, make_message, make_room
+from chat.tests.factories import make_message, make_room
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def alice():
-    return make_author(username="alice")
-
-
-@pytest.fixture
-def bob():
-    return make_author(username="bob")
 
 
 def refused(call):

@@ -32,21 +32,6 @@ def fresh(message):
 
 
 @pytest.fixture
-def room():
-    return make_room(name="General")
-
-
-@pytest.fixture
-def alice():
-    return make_author(username="alice")
-
-
-@pytest.fixture
-def bob():
-    return make_author(username="bob")
-
-
-@pytest.fixture
 def message(room, alice):
     return make_message(room=room, author=alice, text="react to me")
 

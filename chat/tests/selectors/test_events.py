@@ -9,11 +9,6 @@ from chat.tests.factories import make_author, make_message, make_reaction, make_
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def alice():
-    return make_author(username="alice")
-
-
 def stream(room, alice, bob):
     """Six events: two posts (one a reply), an edit, a reaction, a delete, a third post."""
     first = make_message(room=room, author=alice, text="first")

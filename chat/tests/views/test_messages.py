@@ -6,31 +6,10 @@ from django.test import Client
 
 from chat.actions.messages import message_delete, message_edit
 from chat.models import Message
-from chat.tests.factories import make_author, make_history, make_message, make_room, make_user
+from chat.tests.factories import make_history, make_message, make_room, make_user
 from chat.tests.test_security import parse_html
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def alice():
-    return make_author(username="alice")
-
-
-@pytest.fixture
-def bob():
-    return make_author(username="bob")
-
-
-@pytest.fixture
-def client_alice(client, alice):
-    client.force_login(alice)
-    return client
-
-
-@pytest.fixture
-def room():
-    return make_room(name="General")
 
 
 def fields_of(node):

@@ -28,27 +28,6 @@ PAGE = 50  # settings.CHAT_PAGE_SIZE by default
 STATIC_PREFIX = "/" + django_settings.STATIC_URL.lstrip("/")
 
 
-@pytest.fixture
-def alice():
-    return make_author(username="alice")
-
-
-@pytest.fixture
-def bob():
-    return make_author(username="bob")
-
-
-@pytest.fixture
-def client_alice(client, alice):
-    client.force_login(alice)
-    return client
-
-
-@pytest.fixture
-def room():
-    return make_room(name="General")
-
-
 def error_text(response, element_id):
     node = parse_html(response.content.decode()).by_id(element_id)
     assert node is not None, f"no #{element_id} in the page"
