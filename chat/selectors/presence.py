@@ -102,6 +102,31 @@ class MemoryRecords:
 MEMORY = MemoryRecords()
 
 
+def record_keys(room_ids, processes):
+    """The record of every (room, process) listed, in order: one MGET reads them all."""
+    return [
+        record_key(room_id, process_id)
+        for room_id, ids in zip(room_ids, processes, strict=True)
+        for process_id in ids
+    ]
+
+
+def users_in_records(room_ids, processes, values):
+    """({room id: set of user ids}, [(room id, process id) whose record expired]) from
+    the values of `record_keys(room_ids, processes)`: shared by the sync and async reads."""
+    values = iter(values)
+    found, gone = {}, []
+    for room_id, ids in zip(room_ids, processes, strict=True):
+        users = found[room_id] = set()
+        for process_id in ids:
+            value = next(values)
+            if value is None:
+                gone.append((room_id, process_id))  # its process stopped renewing
+            else:
+                users |= decode_users(value)
+    return found, gone
+
+
 @functools.cache
 def _client(url):
     return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
@@ -123,21 +148,8 @@ def present_user_ids(room_ids):
         for room_id in room_ids:
             pipe.smembers(processes_key(room_id))
         processes = [decode_ids(members) for members in pipe.execute()]
-    keys = [
-        record_key(room_id, process_id)
-        for room_id, ids in zip(room_ids, processes, strict=True)
-        for process_id in ids
-    ]
-    values = iter(client.mget(keys) if keys else ())
-    found, gone = {}, []
-    for room_id, ids in zip(room_ids, processes, strict=True):
-        users = found[room_id] = set()
-        for process_id in ids:
-            value = next(values)
-            if value is None:
-                gone.append((room_id, process_id))
-            else:
-                users |= decode_users(value)
+    keys = record_keys(room_ids, processes)
+    found, gone = users_in_records(room_ids, processes, client.mget(keys) if keys else ())
     if gone:
         with client.pipeline(transaction=False) as pipe:
             for room_id, process_id in gone:

@@ -80,21 +80,10 @@ class RedisRecords:
             for room_id in room_ids:
                 pipe.smembers(layout.processes_key(room_id))
             processes = [layout.decode_ids(members) for members in await pipe.execute()]
-        keys = [
-            layout.record_key(room_id, process_id)
-            for room_id, ids in zip(room_ids, processes, strict=True)
-            for process_id in ids
-        ]
-        values = iter(await self.client.mget(keys) if keys else ())
-        found, gone = {}, []
-        for room_id, ids in zip(room_ids, processes, strict=True):
-            users = found[room_id] = set()
-            for process_id in ids:
-                value = next(values)
-                if value is None:
-                    gone.append((room_id, process_id))  # its process stopped renewing
-                else:
-                    users |= layout.decode_users(value)
+        keys = layout.record_keys(room_ids, processes)
+        found, gone = layout.users_in_records(
+            room_ids, processes, await self.client.mget(keys) if keys else ()
+        )
         if gone:
             async with self.client.pipeline(transaction=False) as pipe:
                 for room_id, process_id in gone:
