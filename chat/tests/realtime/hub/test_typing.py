@@ -17,6 +17,7 @@ from django.contrib.auth import get_user_model
 
 from chat import events
 from chat.models import Profile
+from chat.realtime.hub import get_hub
 from chat.realtime.hub.link import TYPING_TYPE, group_name
 from chat.realtime.routing import websocket_urlpatterns
 from chat.tests.realtime.hub.test_presence import (
@@ -316,6 +317,19 @@ async def sockets():
     yield open_socket
     for socket in opened:
         await socket.close()
+    await hub_stopped()
+
+
+async def hub_stopped(timeout=10):
+    """Wait for the hub to end its tasks after its last socket left: a loop closed with a
+    reader still in channels_redis's receive can hang on a swallowed cancel."""
+    hub = get_hub()
+    async with asyncio.timeout(timeout):
+        while hub.tasks or hub.stopping:
+            if hub.stopping:
+                await asyncio.wait(list(hub.stopping))
+            else:
+                await asyncio.sleep(0.02)
 
 
 async def notices_of(layer, channel, *, quiet=0.5):
