@@ -24,12 +24,14 @@ socket, learns which number each operation got, so arrivals are matched to send 
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import multiprocessing
 import os
 import random
 import re
 import resource
+import threading
 import time
 import uuid
 from array import array
@@ -46,6 +48,8 @@ except ImportError:  # the bench still runs, with a slower load generator
 MARK = re.compile(r"bm(\d+)-(\d+)-(\d+)e")
 SEQ = re.compile(r'data-seq="(\d+)"')
 COMPOSER_ERROR = 'class="composer-error"'
+# Frames of presence and typing (templates/chat/events/people.html, typing.html) start so.
+PEOPLE, TYPING = '<ul id="people"', '<p id="typing"'
 CONNECT_CONCURRENCY = 32  # handshakes in flight per worker process
 
 # --- the mixed workload (project only) ---
@@ -103,6 +107,12 @@ class Target:
     kind: str = "json"
     page_url: str = ""
     count_events: bool = False  # mixed workload: count deliveries by event number
+    last_seq: int = 0  # what the page has shown: ?after= and the catch-up frame
+
+    def opened_at(self, seq):
+        """The same socket, for a page rendered when the room was at `seq` (churn)."""
+        url = re.sub(r"after=\d+", f"after={seq}", self.url)
+        return dataclasses.replace(self, url=url, last_seq=seq)
 
     def _htmx_headers(self, form_id):
         # What the htmx ws extension adds to every form it sends.
@@ -116,7 +126,11 @@ class Target:
 
     def opening_frames(self):
         if self.kind == "project":  # the page's hidden #catch-up form, sent on htmx:wsOpen
-            return [json.dumps({"last_seq": "0", "HEADERS": self._htmx_headers("catch-up")})]
+            return [
+                json.dumps(
+                    {"last_seq": str(self.last_seq), "HEADERS": self._htmx_headers("catch-up")}
+                )
+            ]
         return []
 
     def post_frame(self, text):
@@ -137,6 +151,10 @@ class Target:
             {"react": f"{pk} {emoji} {state}", "HEADERS": self._htmx_headers("message-actions")},
             ensure_ascii=False,
         )
+
+    def typing_frame(self):
+        # The page's hidden #typing-signal form: no draft text, at most one per 2 s.
+        return json.dumps({"typing": "1", "HEADERS": self._htmx_headers("typing-signal")})
 
     def edit_frame(self, pk, text):
         # The message's edit form (#edit-form-<pk>): its hidden "edit" field and the text.
@@ -188,6 +206,8 @@ class Receivers:
         self.disorder = 0
         self.closed = {}  # close code -> count, for sockets the server closed
         self.arrivals = {}  # mixed workload: event number -> arrival stamps (µs), all sockets
+        self.latest_seq = 0  # the highest data-seq any socket here has seen (churn opens there)
+        self.ephemeral = dict.fromkeys(("people", "people_bytes", "typing", "typing_bytes"), 0)
 
     async def connect(self, tag, targets, indexes, compression):
         semaphore = asyncio.Semaphore(CONNECT_CONCURRENCY)
@@ -227,6 +247,11 @@ class Receivers:
                 arrived = now_us()
                 if not isinstance(frame, str):
                     continue
+                head = frame[:80]  # "People here" or "... is typing" (not counted as messages)
+                kind = "people" if PEOPLE in head else "typing" if TYPING in head else None
+                if kind:
+                    self.ephemeral[kind] += 1
+                    self.ephemeral[f"{kind}_bytes"] += len(frame)
                 for match in MARK.finditer(frame):
                     number = int(match[2])
                     if number >= len(seen):
@@ -247,6 +272,7 @@ class Receivers:
                         if seq <= last_seq:
                             self.disorder += 1
                         last_seq = max(seq, last_seq)
+                    self.latest_seq = max(self.latest_seq, last_seq)
         except Exception:  # a dropped connection: counted below through its close code
             self.closed["error"] = self.closed.get("error", 0) + 1
         if ws.close_code is not None and ws.close_code not in (1000, 1001):
@@ -354,6 +380,103 @@ class Receivers:
         await asyncio.gather(*(one(ws, task) for ws, task in group))
         return len(group)
 
+    # --- people: typing and churn (bench/people.py) ---
+
+    async def typing_start(self, tag, frame, interval):
+        """Every socket of `tag` sends `frame` every `interval` s, staggered, until stopped."""
+        sockets = [ws for ws, _ in self.groups.get(tag, [])]
+        self.typing_sent = getattr(self, "typing_sent", 0)
+
+        async def one(index, ws):
+            await asyncio.sleep(interval * index / max(len(sockets), 1))
+            start = time.monotonic()
+            beat = 0
+            while True:
+                with contextlib.suppress(Exception):
+                    await ws.send(frame)
+                    self.typing_sent += 1
+                beat += 1
+                await asyncio.sleep(max(0.0, start + beat * interval - time.monotonic()))
+
+        self.typists = [asyncio.create_task(one(i, ws)) for i, ws in enumerate(sockets)]
+        return len(sockets)
+
+    async def typing_stop(self):
+        for task in getattr(self, "typists", []):
+            task.cancel()
+        self.typists = []
+        return getattr(self, "typing_sent", 0)
+
+    async def churn(self, targets, indexes, rate, duration, hold, compression):
+        """Open a socket every 1/rate s for `duration` s (socket i as targets[indexes[i]]),
+        each held `hold` s, then closed. Its frames are read and dropped: churn sockets
+        are not counted as receivers. Returns what happened."""
+        interval = 1.0 / rate
+        start = time.monotonic()
+        opened = failed = closed = 0
+        open_ms = array("d")
+        errors = []
+
+        async def one(number):
+            nonlocal opened, failed, closed
+            # A page just loaded: it shows the room as it is, and catches up from there.
+            target = targets[indexes[number % len(indexes)] % len(targets)]
+            target = target.opened_at(self.latest_seq)
+            began = time.monotonic()
+            try:
+                ws = await open_socket(target, compression=compression)
+            except Exception as error:
+                failed += 1
+                errors.append(f"{type(error).__name__}: {error}"[:200])
+                return
+            open_ms.append((time.monotonic() - began) * 1000)
+            opened += 1
+
+            async def drop():
+                with contextlib.suppress(Exception):
+                    async for _ in ws:
+                        pass
+
+            reader = asyncio.create_task(drop())
+            await asyncio.sleep(hold)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), 10)
+                closed += 1
+            reader.cancel()
+
+        tasks = []
+        number = 0
+        while number * interval < duration:
+            delay = start + number * interval - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(number)))
+            number += 1
+        await asyncio.gather(*tasks)
+        ordered = sorted(open_ms)
+        return {
+            "started": number,
+            "opened": opened,
+            "failed": failed,
+            "closed": closed,
+            "errors": errors[:3],
+            "elapsed_s": time.monotonic() - start,
+            "open_ms": list(ordered),
+        }
+
+    async def ephemeral_counts(self):
+        """Frames of #people and #typing received since the last call (then reset)."""
+        counts = dict(self.ephemeral)
+        self.ephemeral = dict.fromkeys(counts, 0)
+        return counts
+
+    async def churn_start(self, *args):
+        self.churning = asyncio.create_task(self.churn(*args))
+        return True
+
+    async def churn_result(self):
+        return await self.churning
+
     async def reset(self):
         self.steps.clear()
         self.arrivals.clear()
@@ -392,6 +515,7 @@ class WorkerPool:
         context = multiprocessing.get_context("spawn")
         self.connections = []
         self.processes = []
+        self.lock = threading.Lock()
         for _ in range(size):
             parent, child = context.Pipe()
             process = context.Process(target=worker_main, args=(child,), daemon=True)
@@ -404,6 +528,10 @@ class WorkerPool:
         return [process.pid for process in self.processes]
 
     def _call(self, command, args_per_worker):
+        with self.lock:  # one command at a time on the pipes (calls may come from 2 tasks)
+            return self._call_locked(command, args_per_worker)
+
+    def _call_locked(self, command, args_per_worker):
         for connection, args in zip(self.connections, args_per_worker, strict=True):
             connection.send((command, args))
         results = []
@@ -486,6 +614,47 @@ class WorkerPool:
 
     async def reset(self):
         await self.call("reset")
+
+    async def typing_start(self, tag, frame, interval):
+        return sum(await self.call("typing_start", tag, frame, interval))
+
+    async def typing_stop(self):
+        return sum(await self.call("typing_stop"))
+
+    async def ephemeral_counts(self):
+        results = await self.call("ephemeral_counts")
+        return {key: sum(r[key] for r in results) for key in results[0]}
+
+    async def churn_start(self, targets, rate, duration, hold, compression):
+        """Start opening `rate` sockets per second (each closed `hold` s later) over the
+        workers, in the background; worker w uses targets w, w + size, ... (distinct
+        people per worker). `churn_result` waits for the end and sums up."""
+        size = len(self.connections)
+        args = [
+            (
+                targets,
+                list(range(w, len(targets), size)) or list(range(len(targets))),
+                rate / size,
+                duration,
+                hold,
+                compression,
+            )
+            for w in range(size)
+        ]
+        await asyncio.to_thread(self._call, "churn_start", args)
+
+    async def churn_result(self):
+        results = await self.call("churn_result")
+        open_ms = sorted(ms for r in results for ms in r["open_ms"])
+        return {
+            "started": sum(r["started"] for r in results),
+            "opened": sum(r["opened"] for r in results),
+            "failed": sum(r["failed"] for r in results),
+            "closed": sum(r["closed"] for r in results),
+            "errors": [e for r in results for e in r["errors"]][:3],
+            "elapsed_s": max(r["elapsed_s"] for r in results),
+            "open_ms": open_ms,
+        }
 
     def stop(self):
         for connection in self.connections:

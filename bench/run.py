@@ -137,6 +137,7 @@ class ProjectSystem:
             extra["DJANGO_SETTINGS_MODULE"] = self.settings_module
         extra.update(self.env_overrides)
         env = server_environment(redis_url=self.redis_url, database_url=self.database_url, **extra)
+        self.env = env  # bench/people.py creates its users with the same SECRET_KEY
         run_release(env, quiet=True)
         for index in range(self.processes):
             kind = _VariantWeb if self.asgi or self.server != "daphne" else WebProcess
