@@ -279,11 +279,11 @@ def selector_call(room, case):
     """The selector call the view makes for `case`, as a no-argument function."""
     from django.conf import settings
 
-    from chat import selectors
+    from chat.selectors import messages as selectors
 
     limit = settings.CHAT_PAGE_SIZE
     if case == "room":
-        return lambda: selectors.message_positions_latest(room, limit=limit)
+        return lambda: selectors.message_positions_latest(room, limit=limit, upto_seq=room.last_seq)
     before = max(room.last_seq // 2, 51) if case == "older-mid" else 51
     return lambda: selectors.message_positions_before(room, before_seq=before, limit=limit)
 
