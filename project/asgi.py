@@ -14,6 +14,7 @@ django_http = get_asgi_application()  # before importing anything that touches m
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from chat.realtime import shutdown  # noqa: E402
 from chat.realtime.routing import websocket_urlpatterns  # noqa: E402
 from chat.realtime.socket_auth import ClosingAllowedHostsOriginValidator, SessionUserStack  # noqa: E402
 
@@ -25,6 +26,10 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# Under daphne, SIGTERM drains: no new connections, every socket closed with 1012 (which
+# the htmx ws extension retries), consumers finish, exit (chat/realtime/shutdown.py).
+shutdown.install()
 
 # A server with hundreds of open sockets holds a large, long-lived heap. With CPython's
 # default thresholds a busy fan-out promotes enough short-lived objects that full

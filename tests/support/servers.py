@@ -116,6 +116,10 @@ class WebProcess:
     def stop(self):
         self.kill(signal.SIGTERM)
 
+    def send_signal(self, sig):
+        """Signal the process without waiting for it to exit (kill() waits)."""
+        os.killpg(self.process.pid, sig)
+
     def log_text(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
