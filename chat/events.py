@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.template.loader import render_to_string
 
+from chat import metrics
 from chat.localtime import operator_clock
 from chat.models import Room, RoomEvent
 from chat.rendering import with_fragments
@@ -42,9 +43,48 @@ REACTIONS_CHANGED = EventKind(
     "reactions.changed", True, "room", "chat/events/reactions_changed.html"
 )
 
+# The room's own lines about itself: who joined, left, was added or removed, a rename,
+# archiving. Stored as messages of their kind (chat/actions/memberships.py), appended
+# like a posted message; a rename also retitles open pages.
+MEMBER_JOINED = EventKind("member.joined", True, "room", "chat/events/room_line.html")
+MEMBER_LEFT = EventKind("member.left", True, "room", "chat/events/room_line.html")
+MEMBER_ADDED = EventKind("member.added", True, "room", "chat/events/room_line.html")
+MEMBER_REMOVED = EventKind("member.removed", True, "room", "chat/events/room_line.html")
+ROOM_RENAMED = EventKind("room.renamed", True, "room", "chat/events/room_line.html")
+ROOM_ARCHIVED = EventKind("room.archived", True, "room", "chat/events/room_line.html")
+ROOM_UNARCHIVED = EventKind("room.unarchived", True, "room", "chat/events/room_line.html")
+
 CATALOGUE = {
-    kind.name: kind for kind in (MESSAGE_POSTED, MESSAGE_EDITED, MESSAGE_DELETED, REACTIONS_CHANGED)
+    kind.name: kind
+    for kind in (
+        MESSAGE_POSTED,
+        MESSAGE_EDITED,
+        MESSAGE_DELETED,
+        REACTIONS_CHANGED,
+        MEMBER_JOINED,
+        MEMBER_LEFT,
+        MEMBER_ADDED,
+        MEMBER_REMOVED,
+        ROOM_RENAMED,
+        ROOM_ARCHIVED,
+        ROOM_UNARCHIVED,
+    )
 }
+
+# Message.kind of a room's line -> its event kind.
+LINE_KINDS = {
+    "joined": MEMBER_JOINED,
+    "left": MEMBER_LEFT,
+    "added": MEMBER_ADDED,
+    "removed": MEMBER_REMOVED,
+    "renamed": ROOM_RENAMED,
+    "archived": ROOM_ARCHIVED,
+    "unarchived": ROOM_UNARCHIVED,
+}
+
+# What counts toward unread: every process hears of these through the activity notice,
+# so sidebars of people in the room move (chat/realtime/hub/people.py).
+COUNTED = {MESSAGE_POSTED, MESSAGE_DELETED}
 
 # Ephemeral kinds: the state of a room right now, never stored, numbered or replayed. A
 # page that was away gets the current state when its socket opens, not what it missed.
@@ -88,6 +128,42 @@ def record(kind, *, room_id, seq, message, quotes_changed=False):
     transaction.on_commit(lambda: _publish(kind, room_id, seq, message, quotes_changed))
 
 
+def revoked_by(kind_name, message, room_kind):
+    """The people who may no longer read the room once this event is applied: whoever
+    was removed, or left a room that is not public. Their sockets close before any
+    later event of the room reaches them."""
+    if message is None:
+        return ()
+    if kind_name == MEMBER_REMOVED.name and message.subject_id:
+        return (message.subject_id,)
+    if kind_name == MEMBER_LEFT.name and room_kind != "public":
+        return (message.author_id,)
+    return ()
+
+
+def revoked_in(stored_events):
+    """Everyone `revoked_by` any of these stored events (each with its room loaded)."""
+    return {
+        user_id
+        for event in stored_events
+        for user_id in revoked_by(event.kind, event.message, event.room.kind)
+    }
+
+
+def person_changed(user_ids):
+    """Tell these people's pages that their rooms or counts changed (once committed):
+    each page redraws its list of rooms from the database."""
+    user_ids = sorted(set(user_ids))
+    if user_ids:
+        transaction.on_commit(lambda: _person_publisher(user_ids, None))
+
+
+def person_revoked(user_id, reason):
+    """Close every open socket of this person, on every process, saying `reason` (a
+    deactivated account, a changed password)."""
+    transaction.on_commit(lambda: _person_publisher([user_id], reason))
+
+
 def render(kind, *, seq, message, quotes_changed=False):
     """The HTML of one event: its envelope around the message's current fragment."""
     context = {"message": message, "seq": seq, "quotes_changed": quotes_changed}
@@ -129,20 +205,27 @@ def _publish(kind, room_id, seq, message, quotes_changed):
     """After commit: render once (keeping the message's fragment), hand to the publisher."""
     with_fragments([message], new=True)
     html = render(kind, seq=seq, message=message, quotes_changed=quotes_changed)
-    _publisher(room_id, seq, html)
+    revokes = revoked_by(kind.name, message, message.room.kind)
+    _publisher(
+        room_id, seq, html, revokes=revokes, counted=kind in COUNTED, author=message.author_id
+    )
+    metrics.event_published(kind.name, room_id, seq)
 
 
-def _no_publisher(room_id, seq, html):
+def _no_publisher(*args, **kwargs):
     raise RuntimeError("chat.events has no publisher: ChatConfig.ready() connects the hub")
 
 
 _publisher = _no_publisher
+_person_publisher = _no_publisher
 
 
-def connect_publisher(publisher):
+def connect_publisher(publisher, person_publisher=None):
     """Set where committed events go (the process's hub; ChatConfig.ready connects it).
 
     An inversion instead of an import: the hub renders missed events through this module.
     """
-    global _publisher
+    global _publisher, _person_publisher
     _publisher = publisher
+    if person_publisher is not None:
+        _person_publisher = person_publisher

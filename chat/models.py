@@ -13,9 +13,25 @@ from django.utils import timezone
 
 
 class Room(models.Model):
-    name = models.CharField(max_length=80, unique=True)
+    """A conversation: public (listed, anyone signed in may read and join), private
+    (members only, invisible to others) or direct (2 to 8 people, named after the others)."""
+
+    PUBLIC, PRIVATE, DIRECT = "public", "private", "direct"
+    KINDS = [(PUBLIC, "Public"), (PRIVATE, "Private"), (DIRECT, "Direct")]
+
+    # Not unique: a private room or a direct conversation may share a public room's name
+    # without anyone learning that it exists. Slugs are unique (private ones carry a
+    # random tail).
+    name = models.CharField(max_length=80)
     slug = models.SlugField(max_length=80, unique=True)
+    kind = models.CharField(max_length=10, choices=KINDS, default=PUBLIC, db_default=PUBLIC)
     created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    archived_at = models.DateTimeField(null=True, blank=True)
+    # Direct conversations: the members' ids, sorted ("3-5-9"), so a set of people has one.
+    direct_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
     # The sequence number of the room's newest event: bumped in the same transaction
     # that makes a change, so numbers are unique, gapless and in commit order.
     last_seq = models.PositiveBigIntegerField(default=0)
@@ -34,11 +50,84 @@ class Room(models.Model):
     def group_name(self):
         return f"room-{self.pk}"
 
+    @property
+    def is_public(self):
+        return self.kind == self.PUBLIC
+
+    @property
+    def is_direct(self):
+        return self.kind == self.DIRECT
+
+    @property
+    def is_archived(self):
+        return self.archived_at is not None
+
+
+class Membership(models.Model):
+    """A person's place in a room: their role, how far they have read, what notifies them.
+
+    Unread counts are derived from `last_read_seq` and the room's messages when asked
+    (chat/selectors/unread.py), never written per member when someone posts.
+    """
+
+    OWNER, MEMBER = "owner", "member"
+    ROLES = [(OWNER, "Owner"), (MEMBER, "Member")]
+    NOTIFY_ALL, NOTIFY_MENTIONS, NOTIFY_NONE = "all", "mentions", "none"
+    NOTIFY_CHOICES = [
+        (NOTIFY_ALL, "Every message"),
+        (NOTIFY_MENTIONS, "Mentions only"),
+        (NOTIFY_NONE, "Nothing (muted)"),
+    ]
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_memberships"
+    )
+    role = models.CharField(max_length=10, choices=ROLES, default=MEMBER)
+    joined_at = models.DateTimeField(default=timezone.now)
+    # The newest room event the person has seen: messages after it are unread.
+    last_read_seq = models.PositiveBigIntegerField(default=0)
+    notify = models.CharField(max_length=10, choices=NOTIFY_CHOICES, default=NOTIFY_ALL)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["room", "user"], name="membership_unique_room_user")
+        ]
+        indexes = [models.Index(fields=["user", "room"], name="membership_user_room")]
+
+    def __str__(self):
+        return f"{self.user_id} in {self.room_id}"
+
+    @property
+    def is_owner(self):
+        return self.role == self.OWNER
+
 
 class Message(models.Model):
+    # What people wrote, or a line the room shows about itself (a membership change, a
+    # rename): those are messages too, so they travel the same stream, history and pages.
+    TEXT = "text"
+    JOINED, LEFT, ADDED, REMOVED = "joined", "left", "added", "removed"
+    RENAMED, ARCHIVED, UNARCHIVED = "renamed", "archived", "unarchived"
+    KINDS = [
+        (TEXT, "Text"),
+        (JOINED, "Joined"),
+        (LEFT, "Left"),
+        (ADDED, "Added"),
+        (REMOVED, "Removed"),
+        (RENAMED, "Renamed"),
+        (ARCHIVED, "Archived"),
+        (UNARCHIVED, "Unarchived"),
+    ]
+
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_messages"
+    )
+    kind = models.CharField(max_length=12, choices=KINDS, default=TEXT, db_default=TEXT)
+    # Whom a membership line is about (added, removed); the author is who did it.
+    subject = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     # The number of the event that posted it: its place in the room, for good.
     seq = models.PositiveBigIntegerField()
@@ -63,6 +152,9 @@ class Message(models.Model):
     # {emoji: [[user id, name], ...]} in reaction order: what the fragment shows, kept
     # with the message so rendering needs no query. `Reaction` rows are the truth.
     reactions = models.JSONField(default=dict, db_default={}, blank=True)
+    # [[user id, username], ...] mentioned with @username: what the fragment links and
+    # marks (data-mentions), kept with the message so rendering needs no query.
+    mentions = models.JSONField(default=list, db_default=[], blank=True)
 
     class Meta:
         ordering = ["room", "seq"]
@@ -87,6 +179,10 @@ class Message(models.Model):
         return self.deleted_at is not None
 
     @property
+    def is_text(self):
+        return self.kind == self.TEXT
+
+    @property
     def starts_day(self):
         """Whether a new day begins with this message, on the operator's clock."""
         return self.previous_at is None or timezone.localdate(
@@ -109,6 +205,45 @@ class Reaction(models.Model):
 
     def __str__(self):
         return f"{self.emoji} on {self.message_id} by {self.user_id}"
+
+
+class Mention(models.Model):
+    """Someone @mentioned in a message: counted, with the room's position, as a mention
+    until they read past it."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="mention_set")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    seq = models.PositiveBigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user"], name="mention_unique_message_user")
+        ]
+        indexes = [models.Index(fields=["user", "room", "seq"], name="mention_user_room_seq")]
+
+    def __str__(self):
+        return f"@{self.user_id} in {self.message_id}"
+
+
+class MissedEmail(models.Model):
+    """A mention or direct message that may deserve an email: the worker sends one email
+    per person listing what is still unread when `due_at` passes (chat/notifications.py)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="+")
+    due_at = models.DateTimeField(db_index=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "message"], name="missedemail_unique_user_message"
+            )
+        ]
+
+    def __str__(self):
+        return f"email to {self.user_id} about {self.message_id}"
 
 
 class RoomEvent(models.Model):
@@ -142,6 +277,8 @@ class Profile(models.Model):
     time_zone = models.CharField(max_length=64, blank=True)
     # Off: never listed under "People here", on any page.
     show_presence = models.BooleanField(default=True)
+    # Off: no email about mentions and direct messages missed while away.
+    email_missed = models.BooleanField(default=True, db_default=True)
 
     def __str__(self):
         return f"profile of {self.user_id}"

@@ -30,6 +30,7 @@ TEMPLATES_IN_A_FRAGMENT = (
     "chat/messages/_quote.html",
     "chat/messages/_reactions.html",
     "chat/messages/_editor.html",
+    "chat/messages/_room_line.html",
     "chat/people/_avatar.html",
 )
 # Also part of every fragment's HTML: chat/localtime.py writes its <time> elements.

@@ -279,8 +279,51 @@ CHAT_PRESENCE_TTL_SECONDS = env_seconds("CHAT_PRESENCE_TTL_SECONDS", 30.0, minim
 # "alice is typing…" (chat/realtime/hub/typing.py) goes this long after her last typing
 # frame: a page sends one at most every 2 s while she types, and no "stopped" frame.
 CHAT_TYPING_SECONDS = env_seconds("CHAT_TYPING_SECONDS", 5.0, minimum=1.0)
+# Each page's socket also carries its person's stream (rooms, unread and mention counts,
+# live). Off only to measure what it costs (bench/run.py --person-stream).
+CHAT_PERSON_STREAM = env_bool("CHAT_PERSON_STREAM", default=True)
 CHAT_LOGIN_FAILURE_LIMIT = env_int("CHAT_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 CHAT_LOGIN_LOCKOUT_SECONDS = env_int("CHAT_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
+# Someone mentioned or written to directly who has not read it this many seconds later
+# gets one email listing what they missed (the `worker:` process sends it).
+CHAT_MENTION_EMAIL_DELAY = env_seconds("CHAT_MENTION_EMAIL_DELAY", 600.0, minimum=0.0)
+
+# --- Email (the `worker:` process sends what people missed; chat/notifications.py) ---
+# SMTP when EMAIL_HOST is set; otherwise emails are printed to the worker's output (a laptop).
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "").strip()
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=False)  # STARTTLS, usually port 587
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", default=False)  # TLS from the start, usually 465
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("Set EMAIL_USE_TLS or EMAIL_USE_SSL, not both")
+EMAIL_PORT = env_int(
+    "EMAIL_PORT", 465 if EMAIL_USE_SSL else 587 if EMAIL_USE_TLS else 25, minimum=1
+)
+if EMAIL_PORT > 65535:
+    raise ImproperlyConfigured(f"EMAIL_PORT must be a port number (1-65535), not {EMAIL_PORT}")
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+if EMAIL_HOST_PASSWORD and not EMAIL_HOST_USER:
+    raise ImproperlyConfigured("EMAIL_HOST_PASSWORD is set but EMAIL_HOST_USER is not")
+# A mail server that stops answering must not hold the worker (and the rows it locked).
+EMAIL_TIMEOUT = env_seconds("EMAIL_TIMEOUT", 30.0, minimum=1.0)
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend"
+)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "").strip() or "chat@localhost"
+if "@" not in DEFAULT_FROM_EMAIL or any(c in DEFAULT_FROM_EMAIL for c in "\r\n"):
+    raise ImproperlyConfigured(
+        f"DEFAULT_FROM_EMAIL must be an address (chat@example.com or Chat <chat@example.com>), not {DEFAULT_FROM_EMAIL!r}"
+    )
+# The site's address as people reach it, for the links in emails (no request to ask).
+CHAT_SITE_URL = os.environ.get("CHAT_SITE_URL", "").strip().rstrip("/") or "http://127.0.0.1:8000"
+if not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", CHAT_SITE_URL):
+    raise ImproperlyConfigured(
+        f"CHAT_SITE_URL must start with http:// or https:// and name a host, not {CHAT_SITE_URL!r}"
+    )
+# How often the worker looks for emails that are due.
+CHAT_WORKER_POLL_SECONDS = env_seconds("CHAT_WORKER_POLL_SECONDS", 5.0, minimum=0.1)
 
 # --- HTTPS hardening behind a Procfile platform's router ---
 SESSION_COOKIE_HTTPONLY = True
@@ -309,3 +352,44 @@ LOGGING = {
         "channels_redis": {"level": "INFO"},
     },
 }
+
+# --- Health, metrics and logs (issue 13) ---
+# /healthz, /readyz and /metrics (chat/views/health.py) are answered ahead of every other
+# middleware: platforms probe over plain HTTP with a Host of their own (a pod's address),
+# which ALLOWED_HOSTS would refuse (400) and SECURE_SSL_REDIRECT would redirect (301).
+MIDDLEWARE = ["chat.views.health.probe_middleware", *MIDDLEWARE]
+
+
+def parse_metrics(value, *, debug):
+    """CHAT_METRICS -> (enabled, bearer token or None).
+
+    `off`; `on` (anyone who reaches /metrics reads it: a private network only); or a
+    token of 16+ characters that scrapers send as `Authorization: Bearer <token>`.
+    Unset: on with DEBUG (a laptop), off without.
+    """
+    value = value.strip()
+    if not value:
+        return debug, None
+    if value.lower() in {"0", "false", "no", "off"}:
+        return False, None
+    if value.lower() in {"1", "true", "yes", "on"}:
+        return True, None
+    if not re.fullmatch(r"[A-Za-z0-9._~+/-]{16,}=*", value):
+        raise ImproperlyConfigured(
+            "CHAT_METRICS must be off, on, or a bearer token of at least 16 letters, "
+            "digits or ._~+/- characters"
+        )
+    return True, value
+
+
+CHAT_METRICS_ENABLED, CHAT_METRICS_TOKEN = parse_metrics(
+    os.environ.get("CHAT_METRICS", ""), debug=DEBUG
+)
+
+# `plain` lines for a terminal, or `json`: one object a line with fields for collectors.
+CHAT_LOG_FORMAT = os.environ.get("CHAT_LOG_FORMAT", "").strip().lower() or "plain"
+if CHAT_LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"CHAT_LOG_FORMAT must be plain or json, not {CHAT_LOG_FORMAT!r}")
+if CHAT_LOG_FORMAT == "json":
+    LOGGING["formatters"]["json"] = {"()": "chat.logs.JsonFormatter"}
+    LOGGING["handlers"]["console"]["formatter"] = "json"

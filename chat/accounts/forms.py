@@ -68,6 +68,8 @@ class ProfileForm(forms.Form):
     display_name = forms.CharField(required=False, strip=False, label="Display name")
     time_zone = forms.CharField(required=False, label="Time zone")
     show_presence = forms.BooleanField(required=False, label="Show me under “People here”")
+    email = forms.CharField(required=False, max_length=254, label="Email")
+    email_missed = forms.BooleanField(required=False, label="Email me what I miss")
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
@@ -78,3 +80,6 @@ class ProfileForm(forms.Form):
 
     def clean_time_zone(self):
         return profiles.clean_time_zone(self.cleaned_data.get("time_zone"))
+
+    def clean_email(self):
+        return profiles.clean_email(self.cleaned_data.get("email"))

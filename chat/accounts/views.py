@@ -42,6 +42,8 @@ def settings_page(request):
         "display_name": profile.display_name or request.user.get_username(),
         "time_zone": profile.time_zone or django_settings.TIME_ZONE,
         "show_presence": profile.show_presence,
+        "email": request.user.email,
+        "email_missed": profile.email_missed,
     }
     profile_form = ProfileForm(initial=initial, user=request.user)
     password_form = PasswordChangeForm(request.user)

@@ -5,6 +5,7 @@ import time
 
 from django.conf import settings
 
+from chat import metrics
 from chat.caching import shared_cache
 
 logger = logging.getLogger(__name__)
@@ -45,5 +46,6 @@ def rate_limit_check(user):
             "rate limit not checked for user %s: cache unavailable", user.pk, exc_info=True
         )
         return
+    metrics.rate_limited()
     # Budget frees up as the previous window slides out, or at the latest when this one ends.
     raise RateLimited(retry_after=max(1, int((window + 1) * seconds - now) + 1))

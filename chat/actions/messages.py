@@ -5,15 +5,17 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
-from chat import events
+from chat import events, formatting, notifications
 from chat.actions import Done
 from chat.actions.limits import rate_limit_check
-from chat.models import Message
+from chat.actions.memberships import may_post
+from chat.models import Mention, Message
 from chat.selectors import messages as message_selectors
 
 # Unicode category Cc except tab and newline; and lone surrogates, which JSON can carry.
@@ -21,6 +23,7 @@ CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 SURROGATES = re.compile("[\ud800-\udfff]")
 # Messages by one author closer than this share one name (a "group").
 GROUP_GAP = timedelta(minutes=5)
+MAX_MENTIONS = 20
 
 
 def clean_message_text(text):
@@ -54,6 +57,7 @@ def message_post(*, room, author, text, client_key=None, reply_to_id=None):
     returns the first with `seq=None`.
     """
     text = clean_message_text(text)
+    may_post(room, author)
     if client_key is not None:
         # Keyed by form AND text: the same form twice is one message, but new text sent
         # with a key the page did not get to replace yet is a new message.
@@ -65,6 +69,7 @@ def message_post(*, room, author, text, client_key=None, reply_to_id=None):
             seq = events.take_next_seq(room.pk, posted_at=now)
             reply_to = _reply_target(room, reply_to_id) if reply_to_id else None
             previous = message_selectors.message_before(room, seq=seq)
+            mentioned = _mentioned(room, author, text)
             message = Message.objects.create(
                 room=room,
                 author=author,
@@ -75,8 +80,11 @@ def message_post(*, room, author, text, client_key=None, reply_to_id=None):
                 created_at=now,
                 continues_group=_continues(previous, author, now),
                 previous_at=previous.created_at if previous is not None else None,
+                mentions=[[person.pk, person.get_username()] for person in mentioned],
             )
             message.author = author
+            _count_mentions(message, mentioned)
+            notifications.missed_email_queue(room, message, mentioned)
             events.record(events.MESSAGE_POSTED, room_id=room.pk, seq=seq, message=message)
     except IntegrityError:
         # The same form raced itself in: the first copy won, and the number rolled back.
@@ -111,10 +119,14 @@ class _Unchanged(Exception):
 
 def _save_edit(room, message, seq, text):
     """Inside the edit's transaction: the new text, its event, the quotes that follow."""
+    mentioned = _mentioned(room, message.author, text)
     message.text = text
     message.edited_at = timezone.now()
     message.version = F("version") + 1
-    message.save(update_fields=["text", "edited_at", "version"])
+    message.mentions = [[person.pk, person.get_username()] for person in mentioned]
+    message.save(update_fields=["text", "edited_at", "version", "mentions"])
+    Mention.objects.filter(message=message).delete()
+    _count_mentions(message, mentioned)
     message.refresh_from_db(fields=["version"])
     quoted = _bump_replies(message)
     events.record(
@@ -132,11 +144,13 @@ def message_delete(*, room, user, message_id):
         seq = events.take_next_seq(room.pk)
         message = _changeable(room, user, message_id)
         message.reaction_set.all().delete()
+        Mention.objects.filter(message=message).delete()
         message.text = ""
         message.reactions = {}
+        message.mentions = []
         message.deleted_at = timezone.now()
         message.version = F("version") + 1
-        message.save(update_fields=["text", "reactions", "deleted_at", "version"])
+        message.save(update_fields=["text", "reactions", "mentions", "deleted_at", "version"])
         message.refresh_from_db(fields=["version"])
         quoted = _bump_replies(message)
         events.record(
@@ -146,8 +160,9 @@ def message_delete(*, room, user, message_id):
 
 
 def _changeable(room, user, message_id):
+    may_post(room, user)
     message = message_selectors.message_in_room(room, message_id)
-    if message is None:
+    if message is None or not message.is_text:
         raise ValidationError("That message does not exist in this room.", code="not_found")
     if message.is_deleted:
         raise ValidationError("That message was deleted.", code="deleted")
@@ -156,9 +171,35 @@ def _changeable(room, user, message_id):
     return message
 
 
+def _mentioned(room, author, text):
+    """The people the text @mentions who may read the room (at most MAX_MENTIONS):
+    anyone active for a public room, members otherwise. Unknown names stay plain text."""
+    if "@" not in text:
+        return []
+    names = {name.lower() for name in formatting.mentioned_usernames(text)}
+    if not names:
+        return []
+    matches = Q()
+    for name in list(names)[:MAX_MENTIONS]:
+        matches |= Q(username__iexact=name)
+    people = get_user_model().objects.filter(matches, is_active=True)
+    if not room.is_public:
+        people = people.filter(chat_memberships__room=room)
+    return list(people.order_by("username")[:MAX_MENTIONS])
+
+
+def _count_mentions(message, mentioned):
+    """A Mention per person mentioned (not the author): counted until they read it."""
+    Mention.objects.bulk_create(
+        Mention(message=message, user=person, room_id=message.room_id, seq=message.seq)
+        for person in mentioned
+        if person.pk != message.author_id
+    )
+
+
 def _reply_target(room, message_id):
     message = message_selectors.message_in_room(room, message_id)
-    if message is None or message.is_deleted:
+    if message is None or message.is_deleted or not message.is_text:
         raise ValidationError(
             "The message you replied to is not in this room any more.", code="reply_gone"
         )
@@ -173,6 +214,7 @@ def _bump_replies(message):
 def _continues(previous, author, now):
     return (
         previous is not None
+        and previous.kind == Message.TEXT
         and previous.author_id == author.pk
         and now - previous.created_at < GROUP_GAP
         and not _starts_day(previous, now)

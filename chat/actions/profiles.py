@@ -4,6 +4,7 @@ import zoneinfo
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import transaction
 from django.db.models import F, Q
 
@@ -40,10 +41,24 @@ def clean_time_zone(name):
     return name
 
 
-def profile_update(*, user, display_name, time_zone, show_presence):
-    """Save a person's choices. Their kept messages show the new name from now on."""
+def clean_email(email):
+    email = (email or "").strip()
+    if email:
+        try:
+            validate_email(email)
+        except ValidationError:
+            raise ValidationError(
+                "That does not look like an email address (name@example.com).", code="email"
+            ) from None
+    return email
+
+
+def profile_update(*, user, display_name, time_zone, show_presence, email=None, email_missed=None):
+    """Save a person's choices. Their kept messages show the new name from now on.
+    `email`, `email_missed`: None leaves them as they are."""
     display_name = clean_display_name(user, display_name)
     time_zone = clean_time_zone(time_zone)
+    email = clean_email(email) if email is not None else None
     with transaction.atomic():
         profile, _ = Profile.objects.select_for_update().get_or_create(user=user)
         renamed = (
@@ -53,7 +68,12 @@ def profile_update(*, user, display_name, time_zone, show_presence):
         profile.display_name = display_name
         profile.time_zone = time_zone
         profile.show_presence = bool(show_presence)
+        if email_missed is not None:
+            profile.email_missed = bool(email_missed)
         profile.save()
+        if email is not None and email != user.email:
+            user.email = email
+            user.save(update_fields=["email"])
         if renamed:  # kept fragments carry the old name (theirs, and quotes of theirs)
             Message.objects.filter(Q(author=user) | Q(reply_to__author=user)).update(
                 version=F("version") + 1

@@ -7,6 +7,7 @@ from django.db.models import F
 from chat import events
 from chat.actions import Done
 from chat.actions.limits import rate_limit_check
+from chat.actions.memberships import may_post
 from chat.models import Reaction
 from chat.selectors import messages as message_selectors
 
@@ -25,14 +26,14 @@ def reaction_set(*, room, user, message_id, emoji, on):
     """
     if emoji not in REACTION_EMOJI:
         raise ValidationError("That reaction is not one of the offered emoji.", code="emoji")
-    message = _reactable(room, message_id)
+    message = _reactable(room, user, message_id)
     if _has(message, user, emoji) == on:
         return Done(message=message, seq=None)
     rate_limit_check(user)
     try:
         with transaction.atomic():
             seq = events.take_next_seq(room.pk)
-            message = _reactable(room, message_id)
+            message = _reactable(room, user, message_id)
             if on:
                 Reaction.objects.create(message=message, user=user, emoji=emoji)
             elif not Reaction.objects.filter(message=message, user=user, emoji=emoji).delete()[0]:
@@ -47,9 +48,10 @@ def reaction_set(*, room, user, message_id, emoji, on):
     return Done(message=message, seq=seq)
 
 
-def _reactable(room, message_id):
+def _reactable(room, user, message_id):
+    may_post(room, user)
     message = message_selectors.message_in_room(room, message_id)
-    if message is None:
+    if message is None or not message.is_text:
         raise ValidationError("That message does not exist in this room.", code="not_found")
     if message.is_deleted:
         raise ValidationError("That message was deleted.", code="deleted")

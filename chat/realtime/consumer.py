@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 from django.template.loader import render_to_string
 
+from chat.actions import reads
 from chat.actions.limits import RateLimited
 from chat.realtime.feed import PageFeed
 from chat.realtime.frames import (
@@ -36,6 +37,7 @@ from chat.selectors.people import display_name, time_zone_of
 logger = logging.getLogger(__name__)
 timing_logger = logging.getLogger("chat.timing")
 
+REDRAW_AFTER_SECONDS = 3
 NOT_SAVED = "That could not be saved just now. Try again."
 SERVER_ERROR = "Something went wrong on the server. If the page looks wrong, reload it."
 
@@ -45,7 +47,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # so a socket costs no layer receive and a broker outage cannot close it.
     channel_layer_alias = None
     room = None
+    room_id = None
     here = False  # counted in the room's presence (chat/realtime/hub/presence.py)
+    listed = False  # in the hub's people: gets its person's stream (chat/realtime/hub/people.py)
+    member = False  # in the room's members: what it is sent counts as read
+    revoked = False
     name = None  # the display name typing notices carry, read once
     typed_at = None  # loop time of the last typing frame acted on
 
@@ -53,11 +59,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         user = self.scope["user"]
         if not user.is_authenticated:
             return await self.refuse(CloseCode.NOT_LOGGED_IN)
-        self.room = await database_sync_to_async(room_selectors.room_by_slug)(
-            self.scope["url_route"]["kwargs"]["slug"]
+        # A room the person may not read is refused exactly as one that does not exist.
+        self.room, self.member = await database_sync_to_async(_room_and_membership)(
+            user, self.scope["url_route"]["kwargs"]["slug"]
         )
         if self.room is None:
             return await self.refuse(CloseCode.NO_SUCH_ROOM)
+        self.room_id, self.user_id, self.page_title = self.room.pk, user.pk, self.room.name
         self.hub = get_hub()
         # The reader's clock: events are rendered once, then localised once per zone.
         zone = time_zone_of(user)
@@ -74,13 +82,42 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.base_send(status_frame())  # "Reconnecting…" goes as soon as we are back
         self.here = True
         await self.hub.presence.arrive(self.room.pk, user.pk, self)  # the list, at once
+        if settings.CHAT_PERSON_STREAM:
+            self.listed = True
+            await self.hub.people.arrive(self, redraw=drawn_long_ago(self.scope))
 
     async def disconnect(self, code):
         if self.room is not None:
             if self.here:
                 self.hub.presence.depart(self.room.pk, self.scope["user"].pk, self)
+            if self.listed:
+                self.hub.people.depart(self)
             await self.hub.leave(self.room.pk, self)
             self.feed.stop()
+            shown = self.feed.cursor.shown
+            if self.member and not self.revoked and shown:
+                # Read up to what this page showed: the person's other pages redraw.
+                await database_sync_to_async(reads.read_mark)(
+                    user=self.scope["user"], room=self.room, seq=shown
+                )
+
+    async def revoke(self, reason):
+        """No longer allowed here (removed, left, deactivated, password changed): stop,
+        say why, and close with a code the page does not retry."""
+        if self.revoked:
+            return
+        self.revoked = True
+        self.feed.stop()
+        self.feed.closed = True
+        # Off every list now, so not even "who is here" reaches it while it closes.
+        if self.here:
+            self.here = False
+            self.hub.presence.depart(self.room.pk, self.scope["user"].pk, self)
+        if self.listed:
+            self.listed = False
+            self.hub.people.depart(self)
+        await self.send(text_data=render_to_string("chat/rooms/_refused.html", {"reason": reason}))
+        await self.close(code=int(CloseCode.REVOKED))
 
     async def refuse(self, code):
         # Accept, then close with a 4xxx code: a refused handshake reaches the browser
@@ -92,6 +129,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # --- from the page: one handler per kind of frame ---
 
     async def receive(self, text_data=None, bytes_data=None):
+        if self.revoked:
+            return  # a removed member's frames in flight: nothing of theirs is acted on
         if text_data is None:
             return await self.send_composer(error="Binary frames are not accepted.")
         try:
@@ -216,6 +255,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def catch_up(self, seq):
         """Called by the hub for each event of the room."""
         await self.feed.catch_up(seq)
+        if self.member and self.feed.cursor.known:
+            self.hub.people.seen(self.room_id, self.user_id, self.feed.cursor.shown)
 
 
 HANDLERS = {
@@ -226,6 +267,21 @@ HANDLERS = {
     ReactFrame: "on_change",
     TypingFrame: "on_typing",
 }
+
+
+def _room_and_membership(user, slug):
+    room = room_selectors.readable_room(user, slug)
+    return room, room is not None and room_selectors.is_member(user, room)
+
+
+def drawn_long_ago(scope):
+    """Whether the page was drawn long enough ago that its list of rooms may be stale:
+    a reconnect (the extension reuses the first URL, `drawn` and all). A page that has
+    just been drawn opens its socket within a moment and needs no redraw."""
+    values = parse_qs(scope.get("query_string", b"").decode("latin1")).get("drawn", [])
+    if not values or not values[0].isdigit() or len(values[0]) > 12:
+        return False
+    return time.time() - int(values[0]) > REDRAW_AFTER_SECONDS
 
 
 def _after_from_query(scope, *, default):

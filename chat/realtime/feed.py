@@ -30,6 +30,7 @@ class PageFeed:
         self.sending = asyncio.Lock()
         self.filler = None
         self.fallback = None
+        self.closed = False  # revoked: nothing more is sent, whatever is in flight
 
     def wait_for_page(self, url_after):
         """Until the page says where it is, assume what its URL said."""
@@ -54,8 +55,8 @@ class PageFeed:
     async def catch_up(self, seq):
         """The room has events up to `seq`: send what this page lacks."""
         cursor = self.cursor
-        if not cursor.room_reached(seq):
-            return  # position not known yet, or already shown
+        if self.closed or not cursor.room_reached(seq):
+            return  # revoked, position not known yet, or already shown
         frame = (
             None
             if self.sending.locked()
@@ -83,6 +84,8 @@ class PageFeed:
                     if not more:
                         return
                     batch = await self.hub.fragments_after(self.room_id, cursor.shown, upto)
+                    if self.closed:
+                        return  # this batch revoked the reader (a removal in it)
                     if batch:
                         text = "".join(html for _, html in batch)
                         await self.send(text_data=localise(text, self.zone or settings.TIME_ZONE))

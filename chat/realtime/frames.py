@@ -25,7 +25,8 @@ class CloseCode(IntEnum):
 
     NOT_LOGGED_IN = 4401
     FORBIDDEN = 4403  # an Origin not in ALLOWED_HOSTS
-    NO_SUCH_ROOM = 4404
+    NO_SUCH_ROOM = 4404  # or one the person may not read: the same, so nothing leaks
+    REVOKED = 4410  # removed from the room, account deactivated, password changed
 
 
 class FrameError(ValueError):

@@ -7,5 +7,10 @@ def events_after(room_id, *, after_seq, upto_seq=None, limit):
     query = RoomEvent.objects.filter(room_id=room_id, seq__gt=after_seq)
     if upto_seq is not None:
         query = query.filter(seq__lte=upto_seq)
-    query = query.select_related("message__author__profile", "message__reply_to__author__profile")
+    query = query.select_related(
+        "room",
+        "message__author__profile",
+        "message__reply_to__author__profile",
+        "message__subject__profile",
+    )
     return list(query.order_by("seq")[:limit])

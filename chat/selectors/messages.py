@@ -38,7 +38,7 @@ def messages_by_pk(pks):
     """Whole messages, with what their fragment shows, for those the cache did not have."""
     return list(
         Message.objects.filter(pk__in=pks).select_related(
-            "author__profile", "reply_to__author__profile"
+            "author__profile", "reply_to__author__profile", "subject__profile"
         )
     )
 
@@ -53,11 +53,12 @@ def message_in_room(room, message_id):
 
 
 def message_before(room, *, seq):
-    """The newest shown message before `seq`: who wrote it and when (for grouping)."""
+    """The newest shown message before `seq`: who wrote it, when, and whether it is a
+    line about the room (for grouping)."""
     return (
         Message.objects.filter(SHOWN, room=room, seq__lt=seq)
         .order_by("-seq")
-        .only("author_id", "created_at")
+        .only("author_id", "created_at", "kind")
         .first()
     )
 
@@ -88,7 +89,9 @@ def reaction_summary(message):
 
 def messages_after(room, *, after_seq, upto_seq=None, limit=None):
     """Messages (deleted or not) after `after_seq`, oldest first."""
-    query = Message.objects.filter(room=room, seq__gt=after_seq).select_related("author__profile")
+    query = Message.objects.filter(room=room, seq__gt=after_seq).select_related(
+        "author__profile", "subject__profile"
+    )
     query = query.order_by("seq")
     if upto_seq is not None:
         query = query.filter(seq__lte=upto_seq)

@@ -48,3 +48,16 @@ def people_by_id(user_ids):
 
 def user_by_username(username):
     return get_user_model().objects.filter(username=username).select_related("profile").first()
+
+
+def members_named(room, start, *, limit):
+    """People in `room` whose username or display name starts with `start`, by name:
+    members (for a public room, those who joined)."""
+    from django.db.models import Q
+
+    people = get_user_model().objects.filter(chat_memberships__room=room, is_active=True)
+    if start:
+        people = people.filter(
+            Q(username__istartswith=start) | Q(profile__display_name__istartswith=start)
+        )
+    return list(people.select_related("profile").order_by("username")[:limit])

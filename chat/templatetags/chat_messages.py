@@ -12,9 +12,16 @@ register = template.Library()
 
 
 @register.filter
-def formatted(text):
-    """A message's text as formatted, sanitised HTML (chat/formatting.py)."""
-    return mark_safe(formatting.message_html(text))  # noqa: S308 - nh3-sanitised
+def formatted(text, mentions=()):
+    """A message's text as formatted, sanitised HTML (chat/formatting.py), its
+    `mentions` ([[id, username], ...]) linked."""
+    return mark_safe(formatting.message_html(text, mentions or ()))  # noqa: S308 - nh3-sanitised
+
+
+@register.filter
+def mention_marks(mentions):
+    """ " u3 u5 ": who a message mentions, matched per reader by CSS ([data-mentions~="u5"])."""
+    return " ".join(f"u{pk}" for pk, _ in mentions or ())
 
 
 @register.filter

@@ -92,7 +92,7 @@ def recorded_events():
     """
     sent = []
     previous = events._publisher
-    events.connect_publisher(lambda room_id, seq, html: sent.append((room_id, seq, html)))
+    events.connect_publisher(lambda room_id, seq, html, **_: sent.append((room_id, seq, html)))
     try:
         yield sent
     finally:

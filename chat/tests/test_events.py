@@ -24,10 +24,11 @@ from django.conf import settings as django_settings
 from django.test import Client
 
 from chat import events
+from chat.actions import memberships
 from chat.actions.messages import message_delete, message_edit, message_post
 from chat.actions.reactions import reaction_set
 from chat.localtime import localise
-from chat.models import Profile, RoomEvent
+from chat.models import Membership, Profile, Room, RoomEvent
 from chat.selectors.events import events_after
 from chat.tests.factories import make_author, make_room
 from tests.support.htmx import Document, normalised
@@ -58,7 +59,7 @@ def published():
     """
     sent = []
     previous = events._publisher
-    events.connect_publisher(lambda room_id, seq, html: sent.append((room_id, seq, html)))
+    events.connect_publisher(lambda room_id, seq, html, **_: sent.append((room_id, seq, html)))
     yield sent
     events.connect_publisher(previous)
 
@@ -152,6 +153,18 @@ class Story:
             emoji=emoji,
             on=on,
         )
+
+    def act(self, label, action, **arguments):
+        """Any other action on the room (joins, invitations, renames...)."""
+        return self._step(label, action, **arguments)
+
+    def make_private(self, owner):
+        """The room becomes private, owned by `owner`; the viewers are members."""
+        Room.objects.filter(pk=self.room.pk).update(kind=Room.PRIVATE)
+        self.room.refresh_from_db()
+        Membership.objects.create(room=self.room, user=self.people[owner], role="owner")
+        for client in (self.viewer, self.other_viewer):
+            Membership.objects.create(room=self.room, user_id=int(client.session["_auth_user_id"]))
 
     def _step(self, label, action, **arguments):
         self.room.refresh_from_db()
@@ -301,7 +314,47 @@ def a_whole_life_missed(story):
     story.post("bob", "still here")
 
 
+def joins_and_leaves(story):
+    room, bob = story.room, story.people["bob"]
+    story.post("alice", "hello")
+    story.act("bob joins", memberships.room_join, room=room, user=bob)
+    story.post("bob", "hi, I joined")
+    story.act("bob joins again", memberships.room_join, room=room, user=bob)  # nothing
+    story.act("bob leaves", memberships.room_leave, room=room, user=bob)
+    story.post("alice", "bye bob")
+
+
+def a_private_rooms_members(story):
+    story.make_private(owner="alice")
+    room, alice = story.room, story.people["alice"]
+    bob, carol = story.people["bob"], story.people["carol"]
+    story.post("alice", "welcome")
+    story.act("alice adds bob", memberships.member_add, room=room, by=alice, username=bob.username)
+    story.post("bob", "thanks")
+    story.act(
+        "alice adds carol", memberships.member_add, room=room, by=alice, username=carol.username
+    )
+    story.act(
+        "alice removes carol", memberships.member_remove, room=room, by=alice, user_id=carol.pk
+    )
+    story.act("bob leaves", memberships.room_leave, room=room, user=bob)
+    story.act("alice renames", memberships.room_rename, room=room, by=alice, name="Renamed")
+    story.act("alice archives", memberships.room_archive, room=room, by=alice, archived=True)
+    story.act("alice unarchives", memberships.room_archive, room=room, by=alice, archived=False)
+    story.post("alice", "back again")
+
+
+JOINED, LEFT, ADDED, REMOVED = (
+    events.MEMBER_JOINED.name,
+    events.MEMBER_LEFT.name,
+    events.MEMBER_ADDED.name,
+    events.MEMBER_REMOVED.name,
+)
+ROOM_LINES = {events.ROOM_RENAMED.name, events.ROOM_ARCHIVED.name, events.ROOM_UNARCHIVED.name}
+
 STORIES = {
+    joins_and_leaves: {POSTED, JOINED, LEFT},
+    a_private_rooms_members: {POSTED, ADDED, REMOVED, LEFT} | ROOM_LINES,
     posts_and_replies: {POSTED},
     edits: {POSTED, EDITED},
     edits_of_a_quoted_message: {POSTED, EDITED},

@@ -2,7 +2,7 @@
 
 import pytest
 
-from chat.formatting import excerpt, message_html
+from chat.formatting import excerpt, mentioned_usernames, message_html
 from chat.tests.test_security import parse_html
 
 LINK = 'target="_blank" rel="noopener noreferrer"'
@@ -209,3 +209,104 @@ class ExcerptTests:
         cut = excerpt(text, length=20)
         assert len(cut) <= 20 and cut.endswith("…")
         assert excerpt("x" * 20, length=20) == "x" * 20
+
+
+# --- @mentions (issue 11) ---
+
+MENTIONS = [[3, "alice"], [5, "bob.smith"]]
+
+
+def mention_links(text, mentions=MENTIONS):
+    """[(text, href, class, data-mention)] of the mention links in the text's HTML."""
+    found = parse_html(message_html(text, mentions)).walk()
+    return [
+        (
+            node.text(),
+            node.attrs.get("href"),
+            node.attrs.get("class"),
+            node.attrs.get("data-mention"),
+        )
+        for node in found
+        if node.tag == "a" and node.attrs.get("data-mention")
+    ]
+
+
+ALICE = ("@alice", "/people/alice/", "mention", "u3")
+
+
+class MentionLinkTests:
+    @pytest.mark.parametrize(
+        ("text", "links"),
+        [
+            ("hi @alice", [ALICE]),
+            ("@alice, hi", [ALICE]),
+            ("**@alice**", [ALICE]),
+            ("> @alice", [ALICE]),
+            ("(@alice)", [ALICE]),
+            (
+                "@alice and @bob.smith.",
+                [ALICE, ("@bob.smith", "/people/bob.smith/", "mention", "u5")],
+            ),
+            ("@Alice", [("@Alice", "/people/alice/", "mention", "u3")]),
+        ],
+    )
+    def test_known_usernames_become_links(self, text, links):
+        assert mention_links(text) == links
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "@carol is not mentioned",
+            "`@alice` in code",
+            "```\n@alice\n```",
+            "    @alice indented code",
+            "[ask @alice](https://e.com)",
+            "https://e.com/@alice",
+            "mail alice@alice.com",
+            "email@alice",
+            "@alice_x",
+            "@alice@alice",
+        ],
+    )
+    def test_nothing_else_is_linked(self, text):
+        assert mention_links(text) == []
+
+    def test_without_mentions_nothing_is_linked(self):
+        assert mention_links("hi @alice", mentions=()) == []
+        assert message_html("hi @alice") == "<p>hi @alice</p>"
+
+    def test_a_link_around_a_name_stays_one_link(self):
+        html = message_html("[ask @alice](https://e.com)", MENTIONS)
+        assert [node.attrs["href"] for node in parse_html(html).walk() if node.tag == "a"] == [
+            "https://e.com"
+        ]
+
+    def test_the_text_around_is_kept(self):
+        html = message_html("hi @alice, **you** there?", MENTIONS)
+        assert " ".join(parse_html(html).text().split()) == "hi @alice, you there?"
+
+    def test_markup_next_to_a_mention_stays_text(self):
+        html = message_html("@alice<b>x</b>", MENTIONS)
+        assert mention_links("@alice<b>x</b>") == [ALICE]
+        assert [node.tag for node in parse_html(html).walk()] == ["p", "a"]
+        assert " ".join(parse_html(html).text().split()) == "@alice<b>x</b>"
+
+
+class MentionedUsernamesTests:
+    @pytest.mark.parametrize(
+        ("text", "names"),
+        [
+            ("hi @alice and @bob.smith.", ["alice", "bob.smith"]),
+            ("@alice @alice", ["alice", "alice"]),
+            ("**@carol**", ["carol"]),
+            ("@Alice's turn", ["Alice"]),
+            ("no one here", []),
+            ("`@alice` in code", []),
+            ("```\n@alice\n```", []),
+            ("[ask @alice](https://e.com) and @bob", ["bob"]),
+            ("https://e.com/@alice", []),
+            ("alice@example.com", []),
+        ],
+    )
+    def test_names_as_people_read_them(self, text, names):
+        assert mentioned_usernames(text) == names

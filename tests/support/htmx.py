@@ -569,7 +569,8 @@ class NormalMessage:
 
 
 # Children of #messages that are not messages: the links that load older or newer pages.
-NAVIGATION = frozenset({"older", "newer"})
+# Page furniture, not messages: links to more, and the "New messages" line of one reader.
+NAVIGATION = frozenset({"older", "newer", "unread-line"})
 
 
 def normalised(messages):

@@ -170,3 +170,52 @@ def drop_database(url):
     admin = _with_db(url, "postgres")
     with psycopg.connect(admin, autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class WorkerProcess:
+    """The `worker:` process (chat_worker), started as the Procfile starts it. It has no
+    port: it is up once its log says it started."""
+
+    READY = "chat worker started"
+
+    def __init__(self, env, *, name="worker.1"):
+        self.env = dict(env)
+        self.name = name
+        self.process = None
+        self.log_path = Path(tempfile.gettempdir()) / f"chat-{name}-{uuid.uuid4().hex[:6]}.log"
+
+    def start(self, timeout=30):
+        self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in kill()
+        self.process = subprocess.Popen(
+            ["bash", "-c", "exec " + procfile_command("worker")],
+            cwd=ROOT,
+            env={**self.env, "DYNO_NAME": self.name},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while self.READY not in self.log_text():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not start: {self.log_text()[-3000:]}")
+            time.sleep(0.1)
+        return self
+
+    def stop(self, timeout=20):
+        """SIGTERM, as a platform stops it; returns its exit status."""
+        os.killpg(self.process.pid, signal.SIGTERM)
+        status = self.process.wait(timeout)
+        self.kill()
+        return status
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(20)
+        if getattr(self, "log", None):
+            self.log.close()
+
+    def log_text(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

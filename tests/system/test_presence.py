@@ -125,8 +125,12 @@ def fresh_list(session, slug):
 def lobby_count(session, slug):
     """How many people the lobby says have the room open (0 when it says nothing)."""
     _, html = session.get("/")
-    rooms = htmx.Document(html).select(".room-list")
-    for item in rooms.select_all("li"):
+    document = htmx.Document(html)
+    # Rooms the person is in ("Your rooms"), then the other public rooms.
+    items = document.by_id("my-rooms").select_all("li") + document.select(".room-list").select_all(
+        "li"
+    )
+    for item in items:
         if item.select(f'a[href="/chat/{slug}/"]') is not None:
             count = item.select(".room-people")
             return int(count.text().split()[0]) if count is not None else 0

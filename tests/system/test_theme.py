@@ -182,7 +182,7 @@ async def test_a_theme_overrides_every_listed_template_and_the_room_still_chats_
     # Pages before logging in: every block of base.html, overridden by the page's theme.
     visitor = HttpSession(web.url)
     login = saw("login", get(visitor, "/accounts/login/"))
-    assert "<title>Log in · Chat · Themed</title>" in login
+    assert '<title id="page-title">Log in · Chat · Themed</title>' in login
     assert re.search(r'<body class="\s*themed">', login)
     assert '<meta name="theme-page" content="theme-marker:registration/login.html">' in login
     saw("signup", get(visitor, "/accounts/signup/"))

@@ -12,7 +12,7 @@ from channels.layers import get_channel_layer
 
 from chat.realtime.hub.hub import CATCH_UP_LIMIT, RoomHub
 
-__all__ = ["CATCH_UP_LIMIT", "RoomHub", "get_hub", "publish_from_thread"]
+__all__ = ["CATCH_UP_LIMIT", "RoomHub", "get_hub", "publish_from_thread", "tell_people_from_thread"]
 
 _hubs = weakref.WeakKeyDictionary()
 
@@ -26,7 +26,7 @@ def get_hub():
     return hub
 
 
-def publish_from_thread(room_id, seq, html):
+def publish_from_thread(room_id, seq, html, **details):
     """Hand a committed event to the hub of the event loop that awaits this thread.
 
     Actions run in worker threads (`database_sync_to_async`, or Django's thread for a
@@ -37,14 +37,33 @@ def publish_from_thread(room_id, seq, html):
     """
     loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
     if loop is not None and loop.is_running():
-        loop.call_soon_threadsafe(_publish_on_loop, room_id, seq, html)
+        loop.call_soon_threadsafe(_publish_on_loop, room_id, seq, html, details)
     else:
-        async_to_sync(_publish_and_wait)(room_id, seq, html)
+        async_to_sync(_publish_and_wait)(room_id, seq, html, details)
 
 
-def _publish_on_loop(room_id, seq, html):
-    get_hub().publish_soon(room_id, seq, html)
+def tell_people_from_thread(user_ids, reason):
+    """Person notices after commit (chat.events.person_changed, person_revoked), handed
+    to the loop's hub like `publish_from_thread`."""
+    loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    if loop is not None and loop.is_running():
+        loop.call_soon_threadsafe(_tell_on_loop, user_ids, reason)
+    else:
+        async_to_sync(_tell_and_wait)(user_ids, reason)
 
 
-async def _publish_and_wait(room_id, seq, html):
-    await get_hub().publish(room_id, seq, html)
+def _publish_on_loop(room_id, seq, html, details):
+    get_hub().publish_soon(room_id, seq, html, **details)
+
+
+async def _publish_and_wait(room_id, seq, html, details):
+    await get_hub().publish(room_id, seq, html, **details)
+
+
+def _tell_on_loop(user_ids, reason):
+    hub = get_hub()
+    hub._spawn(hub.tell_people(user_ids, reason))
+
+
+async def _tell_and_wait(user_ids, reason):
+    await get_hub().tell_people(user_ids, reason)

@@ -19,15 +19,25 @@ import logging
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from chat import events
+from chat import events, metrics
 from chat.localtime import localise
 from chat.realtime.hub.heartbeat import Heartbeat
-from chat.realtime.hub.link import EVENT_TYPE, PRESENCE_TYPE, TYPING_TYPE, ChannelLink
+from chat.realtime.hub.link import (
+    ACTIVITY_GROUP,
+    ACTIVITY_TYPE,
+    EVENT_TYPE,
+    PERSON_TYPE,
+    PRESENCE_TYPE,
+    TYPING_TYPE,
+    ChannelLink,
+)
 from chat.realtime.hub.memory import EventMemory
+from chat.realtime.hub.people import People
 from chat.realtime.hub.presence import Presence
 from chat.realtime.hub.reconcile import Reconciler
 from chat.realtime.hub.typing import Typing
 from chat.selectors import events as event_selectors
+from chat.selectors import rooms as room_selectors
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +59,7 @@ class RoomHub:
         self.memory = EventMemory()
         self.presence = Presence(self)
         self.typing = Typing(self)
+        self.people = People(self)
         self.listeners = {}  # room id -> set of sockets (objects with `async catch_up(seq)`)
         self.seen = {}  # room id -> highest sequence number fanned out here
         self.fill_locks = {}  # room id -> lock, so one gap is read from the database once
@@ -57,6 +68,7 @@ class RoomHub:
         self.frames = {}
         self.tasks = []
         self.publishing = set()
+        self.background = set()
         self.stopping = set()
         self.starting = asyncio.Lock()
 
@@ -69,9 +81,19 @@ class RoomHub:
         return self.link.channel
 
     def all_sockets(self):
-        return [socket for sockets in list(self.listeners.values()) for socket in list(sockets)]
+        rooms = [socket for sockets in list(self.listeners.values()) for socket in list(sockets)]
+        return rooms + self.people.lobby_sockets()
 
     # --- sockets come and go ---
+
+    async def open_lobby(self, socket, *, redraw):
+        """A page with no room (the lobby): only its person's stream."""
+        await self._start()
+        await self.people.arrive(socket, redraw=redraw)
+
+    async def close_lobby(self, socket):
+        self.people.depart(socket)
+        self._stop_if_idle()
 
     async def join(self, room_id, listener, *, last_seq):
         await self._start()
@@ -81,22 +103,46 @@ class RoomHub:
             await self.link.subscribe(room_id)
 
     async def leave(self, room_id, listener):
-        members = self.listeners.get(room_id)
-        if members is None:
-            return
-        members.discard(listener)
-        if not members:
-            del self.listeners[room_id]
-            self.memory.forget(room_id)
-            self.seen.pop(room_id, None)
-            self.fill_locks.pop(room_id, None)
+        if self._detach(room_id, listener):
             await self.link.unsubscribe(room_id)
-            if not self.listeners:
-                self._stop()
+        self._stop_if_idle()
+
+    def _detach(self, room_id, listener):
+        """Stop sending the room's events to `listener`; True if it was the room's last."""
+        members = self.listeners.get(room_id)
+        if members is None or listener not in members:
+            return False
+        members.discard(listener)
+        if members:
+            return False
+        del self.listeners[room_id]
+        self.memory.forget(room_id)
+        self.seen.pop(room_id, None)
+        self.fill_locks.pop(room_id, None)
+        return True
+
+    def _stop_if_idle(self):
+        if not self.listeners and not self.people.sockets and self.channel is not None:
+            self._stop()
+
+    def revoke(self, room_id, user_ids, reason="You are no longer a member of this room."):
+        """These people may not read the room any more: their sockets for it stop getting
+        its events now (before any later event is fanned out) and close, saying why."""
+        user_ids = set(user_ids)
+        for listener in list(self.listeners.get(room_id, ())):
+            if listener.user_id in user_ids:
+                if self._detach(room_id, listener):
+                    self._spawn(self.link.unsubscribe(room_id))
+                self._spawn(listener.revoke(reason))
+
+    def _spawn(self, coroutine):
+        task = asyncio.create_task(coroutine)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     # --- events go out and come in ---
 
-    def publish_soon(self, room_id, seq, html):
+    def publish_soon(self, room_id, seq, html, *, revokes=(), counted=False, author=None):
         """Send a committed event to every process serving the room (called on the loop).
 
         This process's own sockets get it as soon as it is published (or publishing has
@@ -104,19 +150,37 @@ class RoomHub:
         loop's reader lagged behind by a second and more); the echo is then dropped as
         already seen.
         """
+        if revokes:
+            self.revoke(room_id, revokes)
         if room_id in self.listeners:
             self.memory.remember(room_id, seq, html)
-        task = asyncio.create_task(self.publish(room_id, seq, html, remembered=True))
+        task = asyncio.create_task(
+            self.publish(
+                room_id, seq, html, remembered=True, revokes=revokes, counted=counted, author=author
+            )
+        )
         self.publishing.add(task)
         task.add_done_callback(self.publishing.discard)
 
-    async def publish(self, room_id, seq, html, *, remembered=False):
+    async def publish(
+        self, room_id, seq, html, *, remembered=False, revokes=(), counted=False, author=None
+    ):
+        if revokes and not remembered:
+            self.revoke(room_id, revokes)
         if not remembered and room_id in self.listeners:
             self.memory.remember(room_id, seq, html)
         try:
-            await self.link.publish(room_id, seq, html)
+            await self.link.publish(room_id, seq, html, revokes=revokes)
         finally:
             self._schedule(room_id, seq)
+        if counted and settings.CHAT_PERSON_STREAM:
+            # Sidebars elsewhere: every process redraws its people in the room (people.py).
+            await self.link.notify_activity(room_id, author)
+
+    async def tell_people(self, user_ids, reason=None):
+        """Person notices (chat.events.person_changed / person_revoked) to every process."""
+        for user_id in user_ids:
+            await self.link.notify_person(user_id, {"reason": reason} if reason else {})
 
     async def deliver(self, room_id, seq):
         """Bring every local socket of the room up to `seq`."""
@@ -161,7 +225,9 @@ class RoomHub:
                 found = self.memory.range(room_id, after_seq, upto_seq)
                 if found is not None:
                     return found
-            rendered = await _render_from_database(room_id, after_seq, upto_seq)
+            rendered, revoked = await _render_from_database(room_id, after_seq, upto_seq)
+        if revoked:  # before anything after the removal is sent to them
+            self.revoke(room_id, revoked)
         if room_id in self.listeners:
             for seq, html in rendered:
                 self.memory.remember(room_id, seq, html)
@@ -174,12 +240,14 @@ class RoomHub:
             if self.channel is not None:
                 return
             channel = await self.link.open()
+            await self.link.subscribe(ACTIVITY_GROUP)
             self.tasks = [
                 asyncio.create_task(
-                    self.link.read(channel, self._rooms, self._handle), name="chat-hub-read"
+                    self.link.read(channel, self._groups, self._handle, self._recovered),
+                    name="chat-hub-read",
                 ),
                 asyncio.create_task(Reconciler(self).run(channel), name="chat-hub-reconcile"),
-                asyncio.create_task(self.link.renew(channel, self._rooms), name="chat-hub-renew"),
+                asyncio.create_task(self.link.renew(channel, self._groups), name="chat-hub-renew"),
                 asyncio.create_task(Heartbeat(self).run(channel), name="chat-hub-heartbeat"),
                 asyncio.create_task(self.presence.run(channel), name="chat-hub-presence"),
             ]
@@ -211,11 +279,21 @@ class RoomHub:
             _, pending = await asyncio.wait(pending, timeout=0.5)
         await asyncio.wait([reader])
 
-    def _rooms(self):
-        return list(self.listeners)
+    def _groups(self):
+        return [*self.listeners, *self.people.groups(), ACTIVITY_GROUP]
+
+    def _recovered(self):
+        """The layer failed and came back: person notices may have been lost."""
+        self.people.redraw_everyone()
 
     def _handle(self, event):
         kind = event.get("type")
+        if kind == ACTIVITY_TYPE:
+            self.people.activity(event)
+            return
+        if kind == PERSON_TYPE:
+            self.people.notice(event)
+            return
         if kind == PRESENCE_TYPE:
             self.presence.notice(event)
             return
@@ -226,6 +304,9 @@ class RoomHub:
             logger.warning("ignoring unexpected channel-layer event of type %r", kind)
             return
         room_id, seq, html = event["room"], event["seq"], event["html"]
+        metrics.event_arrived(event)
+        if event.get("revokes"):
+            self.revoke(room_id, event["revokes"])
         if room_id not in self.listeners or seq <= self.seen.get(room_id, 0):
             return  # not served here, or already fanned out (our own publish, a reconcile)
         self.memory.remember(room_id, seq, html)
@@ -252,6 +333,7 @@ class RoomHub:
                 started = loop.time()
                 await self.deliver(room_id, upto)
                 took = loop.time() - started
+                metrics.fanout_pass(took)
                 if took > BUSY_PASS_SECONDS:
                     await asyncio.sleep(min(took, MAX_PAUSE_SECONDS))
         finally:
@@ -260,7 +342,13 @@ class RoomHub:
 
 @database_sync_to_async
 def _render_from_database(room_id, after_seq, upto_seq):
+    """([(seq, html)], people to revoke): those removed in these events who are still
+    out of the room (someone removed and added back again keeps their new socket)."""
     stored = event_selectors.events_after(
         room_id, after_seq=after_seq, upto_seq=upto_seq, limit=CATCH_UP_LIMIT
     )
-    return events.render_stored(stored)
+    metrics.catch_up_read(len(stored))
+    revoked = events.revoked_in(stored)
+    if revoked:
+        revoked -= room_selectors.member_ids(room_id)
+    return events.render_stored(stored), revoked

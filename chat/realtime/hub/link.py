@@ -1,11 +1,16 @@
 """The process's one link to the channel layer: its channel, its group memberships, and
 publishing with a retry. Each process joins a room's group once (`room-<pk>`), however
-many of its sockets show the room."""
+many of its sockets show the room; a person's group once (`person-<pk>`), however many
+of their pages are open here; and the activity group (chat/realtime/hub/people.py).
+
+Groups are named by a room id (an int) or by their full name (a str)."""
 
 import asyncio
 import logging
 
 from django.conf import settings
+
+from chat import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -16,8 +21,18 @@ PRESENCE_TYPE = "chat.presence"
 TYPING_TYPE = "chat.typing"
 
 
-def group_name(room_id):
-    return f"room-{room_id}"
+PERSON_TYPE = "chat.person"
+ACTIVITY_TYPE = "chat.activity"
+ACTIVITY_GROUP = "chat-activity"
+
+
+def group_name(target):
+    """`room-<id>` for a room id; a str is a group's name already."""
+    return target if isinstance(target, str) else f"room-{target}"
+
+
+def person_group(user_id):
+    return f"person-{user_id}"
 
 
 class ChannelLink:
@@ -37,30 +52,37 @@ class ChannelLink:
         self.subscribed = set()
         return channel
 
-    async def subscribe(self, room_id):
+    async def subscribe(self, target):
         try:
-            await self.layer.group_add(group_name(room_id), self.channel)
-            self.subscribed.add(room_id)
+            await self.layer.group_add(group_name(target), self.channel)
+            self.subscribed.add(target)
         except Exception:
+            metrics.layer_error("subscribe")
             # The reader and the renew loop retry; meanwhile reconcile delivers.
-            logger.warning("could not join group of room %s; will retry", room_id, exc_info=True)
+            logger.warning("could not join group %s; will retry", group_name(target), exc_info=True)
 
-    async def subscribe_all(self, room_ids):
+    async def subscribe_all(self, targets):
         """(Re-)join every group: renewal before expiry, or after Redis restarted empty."""
-        for room_id in room_ids:
-            await self.layer.group_add(group_name(room_id), self.channel)
-            self.subscribed.add(room_id)
+        for target in targets:
+            await self.layer.group_add(group_name(target), self.channel)
+            self.subscribed.add(target)
 
-    async def unsubscribe(self, room_id):
-        self.subscribed.discard(room_id)
+    async def unsubscribe(self, target):
+        self.subscribed.discard(target)
         try:
-            await self.layer.group_discard(group_name(room_id), self.channel)
+            await self.layer.group_discard(group_name(target), self.channel)
         except Exception:
-            logger.warning("could not leave group of room %s; it expires", room_id, exc_info=True)
+            logger.warning(
+                "could not leave group %s; it expires", group_name(target), exc_info=True
+            )
 
-    async def publish(self, room_id, seq, html):
-        """Send one rendered event to every process serving the room; False if it failed."""
+    async def publish(self, room_id, seq, html, *, revokes=()):
+        """Send one rendered event to every process serving the room; False if it failed.
+        `revokes`: people whose sockets for the room close before any later event."""
         event = {"type": EVENT_TYPE, "room": room_id, "seq": seq, "html": html}
+        metrics.stamp(event)
+        if revokes:
+            event["revokes"] = list(revokes)
         for attempt in (1, 2):
             try:
                 await self.layer.group_send(group_name(room_id), event)
@@ -75,6 +97,7 @@ class ChannelLink:
                 # their next reconcile pass. One traceback per streak of failures: an
                 # overloaded process should not spend CPU on them.
                 self.publish_failures += 1
+                metrics.layer_error("publish")
                 logger.warning(
                     "channel layer publish failed for room %s seq %s (%s in a row); "
                     "other processes get it from the database",
@@ -84,6 +107,16 @@ class ChannelLink:
                     exc_info=self.publish_failures == 1,
                 )
         return False
+
+    async def notify_person(self, user_id, fields):
+        """A notice to every page of one person, on every process (people.py)."""
+        event = {"type": PERSON_TYPE, "user": user_id, **fields}
+        return await self.notify(person_group(user_id), event)
+
+    async def notify_activity(self, room_id, author_id):
+        """Something counted as unread happened in a room: every process hears it."""
+        event = {"type": ACTIVITY_TYPE, "room": room_id, "author": author_id}
+        return await self.notify(ACTIVITY_GROUP, event)
 
     async def notify(self, room_id, event):
         """Send an ephemeral notice to every process serving the room; False if it failed.
@@ -101,10 +134,11 @@ class ChannelLink:
                     await asyncio.sleep(0.05)
                     continue
                 self.notify_failures += 1
+                metrics.layer_error("notify")
                 logger.warning(
-                    "channel layer notice %s failed for room %s (%s in a row)",
+                    "channel layer notice %s failed for %s (%s in a row)",
                     event.get("type"),
-                    room_id,
+                    group_name(room_id),
                     self.notify_failures,
                     exc_info=self.notify_failures == 1,
                 )
@@ -114,17 +148,19 @@ class ChannelLink:
         """Make a reader blocked on `channel` return (cancelling it is not safe)."""
         await self.layer.send(channel, {"type": "chat.hub.stop"})
 
-    async def read(self, channel, rooms, handle):
+    async def read(self, channel, groups, handle, recovered=None):
         """Hand every event arriving on `channel` to `handle`, until the channel closes.
 
-        `rooms()` lists the rooms to re-join after a failure: Redis may have restarted
-        empty, and memberships are gone until re-added.
+        `groups()` lists the groups to re-join after a failure: Redis may have restarted
+        empty, and memberships are gone until re-added; then `recovered()` is called.
         """
         failures = 0
         while self.channel == channel:  # until closed, even if the layer swallows a cancel
             try:
                 if failures:
-                    await self.subscribe_all(rooms())
+                    await self.subscribe_all(groups())
+                    if recovered is not None:
+                        recovered()
                 event = await self.layer.receive(channel)
                 failures = 0
                 if self.channel != channel:
@@ -133,6 +169,7 @@ class ChannelLink:
                 raise
             except Exception:
                 failures += 1
+                metrics.layer_error("receive")
                 logger.warning(
                     "channel layer receive failed (%s in a row); retrying", failures, exc_info=True
                 )
@@ -145,15 +182,16 @@ class ChannelLink:
                     "could not fan out event %r", {k: event.get(k) for k in ("room", "seq")}
                 )
 
-    async def renew(self, channel, rooms):
+    async def renew(self, channel, groups):
         """Re-join every group well before the channel layer's group expiry drops us."""
         while True:
             await asyncio.sleep(max(1.0, settings.CHAT_GROUP_EXPIRY / 3))
             if self.channel != channel:
                 return
             try:
-                await self.subscribe_all(rooms())
+                await self.subscribe_all(groups())
             except asyncio.CancelledError:
                 raise
             except Exception:
+                metrics.layer_error("subscribe")
                 logger.warning("could not renew group memberships; retrying", exc_info=True)

@@ -6,6 +6,7 @@ import logging
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from chat import metrics
 from chat.selectors import rooms as room_selectors
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class Reconciler:
                             seen + 1,
                             overdue,
                         )
+                        metrics.reconciled(overdue - seen)
                         await hub.deliver(room_id, overdue)
                 committed_before = latest
             except asyncio.CancelledError:

@@ -347,12 +347,32 @@ def test_settings_page_has_the_documented_fields_filled_with_the_defaults(client
         "display_name": "alice",
         "time_zone": "Europe/Lisbon",
         "show_presence": True,
+        "email": "",
+        "email_missed": True,  # on until turned off (issue 11's emails)
     }
     tree = parse_html(response.content.decode())
     names = {n.attrs.get("name") for n in tree.walk() if n.tag in ("input", "button")}
     assert {"old_password", "new_password1", "new_password2", "change_password"} <= names
     zones = {n.attrs["value"] for n in tree.find_all(lambda n: n.tag == "option")}
     assert {"Europe/Paris", "America/New_York", "Asia/Kolkata"} <= zones
+
+
+def test_settings_save_the_email_address_and_whether_missed_messages_are_emailed(client, alice):
+    client.force_login(alice)
+    fields = {"display_name": "alice", "time_zone": "UTC", "email_missed": "on"}
+    refused = client.post("/accounts/settings/", {**fields, "email": "not an address"})
+    assert refused.status_code == 400
+    assert "does not look like an email address" in refused.content.decode()
+    alice.refresh_from_db()
+    assert alice.email == ""
+    client.post("/accounts/settings/", {**fields, "email": " alice@example.com "})
+    alice.refresh_from_db()
+    assert alice.email == "alice@example.com"
+    assert settings_form(client.get("/accounts/settings/"))["email_missed"] is True
+    # A form sent with the field emptied and the box unticked clears both.
+    client.post("/accounts/settings/", {"display_name": "alice", "time_zone": "UTC"})
+    form = settings_form(client.get("/accounts/settings/"))
+    assert (form["email"], form["email_missed"]) == ("", False)
 
 
 def test_settings_save_the_name_zone_and_presence(client, alice):
@@ -367,6 +387,8 @@ def test_settings_save_the_name_zone_and_presence(client, alice):
         "display_name": "Alice Liddell",
         "time_zone": "Asia/Tokyo",
         "show_presence": False,
+        "email": "",
+        "email_missed": False,  # a checkbox left unticked
     }
     client.post(
         "/accounts/settings/",
@@ -647,7 +669,7 @@ def test_a_persons_page_shows_their_name_username_local_time_and_member_since(cl
     assert local.attrs["datetime"].endswith("+14:00")
     assert "(Pacific/Kiritimati)" in facts["Local time"].text()
     assert " ".join(facts["Member since"].text().split()) == "29 February 2024"
-    assert "<title>Robert Tables · Chat</title>" in response.content.decode()
+    assert '<title id="page-title">Robert Tables · Chat</title>' in response.content.decode()
 
 
 def test_a_person_without_a_zone_is_on_the_operators_clock(client, alice, settings):

@@ -146,7 +146,11 @@ def test_room_page_shows_the_latest_50_in_order_with_stable_ids(client_alice, al
 def test_room_page_is_live_and_history_pages_are_not(client_alice, alice, room):
     make_history(room=room, count=60, authors=[alice])
     live = parse_html(client_alice.get(room.get_absolute_url()).content.decode())
-    assert live.by_id("room").attrs.get("ws-connect") == f"/ws/chat/{room.slug}/?after=60"
+    assert (
+        live.by_id("room")
+        .attrs.get("ws-connect")
+        .startswith(f"/ws/chat/{room.slug}/?after=60&drawn=")
+    )
     assert live.by_id("last-seq").attrs["value"] == "60"
     for query in ("?before=30", "?after=5", "?around=30"):
         page = parse_html(client_alice.get(room.get_absolute_url() + query).content.decode())
@@ -162,7 +166,7 @@ def test_the_page_starts_its_catch_up_at_the_rooms_last_event_not_its_last_messa
     message_edit(room=room, user=alice, message_id=message.pk, text="edited")
     tree = parse_html(client_alice.get(room.get_absolute_url()).content.decode())
     assert tree.by_id("last-seq").attrs["value"] == "3"
-    assert tree.by_id("room").attrs["ws-connect"].endswith("?after=3")
+    assert "?after=3&drawn=" in tree.by_id("room").attrs["ws-connect"]
 
 
 def test_older_page_shows_the_50_before(client_alice, alice, room):
@@ -875,7 +879,9 @@ def test_room_pages_cost_the_same_with_or_without_reactions_edits_replies_and_de
         assert first[0] == first[1], f"{window}, first view: plain {first[0]}, lively {first[1]}"
         assert again[0] == again[1], f"{window}, cached view: plain {again[0]}, lively {again[1]}"
         assert first[0] == again[0] + 1, window  # the one query for fragments not kept yet
-        assert again[0] <= 8, window  # and not one per message, author, reaction or quote
+        # And not one per message, author, reaction or quote (the sidebar's rooms and
+        # counts are a fixed few: chat/selectors/unread.py).
+        assert again[0] <= 12, window
 
 
 @pytest.mark.parametrize("size", [60, 3_000])
@@ -912,6 +918,7 @@ def test_lobby_queries_do_not_grow_with_history(client_alice, authors, size):
     baseline = count_queries(client_alice, "/")
     for number in range(30):
         Room.objects.create(name=f"many {number}", slug=f"many-{number}")
-    assert count_queries(client_alice, "/") == baseline <= 5
+    # Session, user, the person's rooms, their unread and mention counts, public rooms.
+    assert count_queries(client_alice, "/") == baseline <= 6
     response = client_alice.get("/")
     assert all(f"Lobby room {number}" in response.content.decode() for number in range(3))

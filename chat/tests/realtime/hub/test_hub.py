@@ -157,7 +157,7 @@ def captured(monkeypatch, settings):
     COMMITTED.clear()
 
 
-def _keep(room_id, seq, html):
+def _keep(room_id, seq, html, **_):
     COMMITTED[room_id, seq] = html
 
 

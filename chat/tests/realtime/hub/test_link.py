@@ -3,6 +3,7 @@ Redis of the test's own."""
 
 import asyncio
 import logging
+from unittest.mock import ANY
 
 import pytest
 from channels_redis.core import RedisChannelLayer
@@ -88,7 +89,8 @@ async def test_a_published_event_reaches_each_subscribed_process_once(make_link)
     ]
     try:
         assert await here.publish(1, 7, "<p>seven</p>") is True
-        event = {"type": EVENT_TYPE, "room": 1, "seq": 7, "html": "<p>seven</p>"}
+        # sent_at: the publisher's clock, for the fan-out lag metric (chat/metrics.py).
+        event = {"type": EVENT_TYPE, "room": 1, "seq": 7, "html": "<p>seven</p>", "sent_at": ANY}
         assert await readers[0].until(1) == [event]
         assert await readers[1].until(1) == [event]
         assert await there.publish(2, 1, "<p>other room</p>")
@@ -114,7 +116,9 @@ async def test_unsubscribing_leaves_the_group_and_closing_ends_the_reader(make_l
     assert [event["room"] for event in await reader.until(1)] == [2]
     await reader.stop()  # returns by itself once woken
     assert link.channel is None and link.subscribed == set()
-    assert reader.events == [{"type": EVENT_TYPE, "room": 2, "seq": 1, "html": "<p>still here</p>"}]
+    assert reader.events == [
+        {"type": EVENT_TYPE, "room": 2, "seq": 1, "html": "<p>still here</p>", "sent_at": ANY}
+    ]
 
 
 async def test_publishing_without_a_broker_fails_softly_and_recovers(

@@ -1,0 +1,48 @@
+"""The lobby's socket: no room, only its person's stream (their rooms and counts, live)
+and the heartbeat that tells the page it is connected."""
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.template.loader import render_to_string
+
+from chat.realtime.consumer import drawn_long_ago
+from chat.realtime.frames import CloseCode
+from chat.realtime.hub import get_hub
+from chat.realtime.hub.heartbeat import status_frame
+
+
+class LobbyConsumer(AsyncWebsocketConsumer):
+    channel_layer_alias = None  # the process's hub reads the layer (chat/realtime/hub)
+    room_id = None
+    page_title = "Rooms"
+    listed = False
+    revoked = False
+
+    async def connect(self):
+        user = self.scope["user"]
+        await self.accept()
+        if not user.is_authenticated:
+            await self.send(
+                text_data=render_to_string(
+                    "chat/rooms/_refused.html", {"code": CloseCode.NOT_LOGGED_IN}
+                )
+            )
+            return await self.close(code=int(CloseCode.NOT_LOGGED_IN))
+        self.user_id = user.pk
+        self.hub = get_hub()
+        await self.base_send(status_frame())
+        self.listed = True
+        await self.hub.open_lobby(self, redraw=drawn_long_ago(self.scope))
+
+    async def disconnect(self, code):
+        if self.listed:
+            await self.hub.close_lobby(self)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        pass  # the lobby sends nothing over its socket: its forms are plain HTTP
+
+    async def revoke(self, reason):
+        if self.revoked:
+            return
+        self.revoked = True
+        await self.send(text_data=render_to_string("chat/rooms/_refused.html", {"reason": reason}))
+        await self.close(code=int(CloseCode.REVOKED))
