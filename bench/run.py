@@ -489,24 +489,9 @@ class Bench:
         args = self.args
         say = self.progress.say
         result = {"name": system.name, "sockets": args.sockets, "steps": []}
-        say(f"[{system.name}] starting")
-        system.start()
-        result["server"] = system.describe()
-        result["logs"] = system.logs()
-        meter_pids = system.pids()
-        if args.nice:
-            result["priority"] = {pid: prioritise(pid, args.nice) for pid in meter_pids}
-        loadgen_pids = [*self.pool.pids, os.getpid()]
-        meter = Meter(meter_pids, loadgen_pids, self.redis_pid)
-        await self.pool.reset()
-        self.counters = {"duplicates": 0, "disorder": 0}
-        posters = Posters(system.targets("fanout"), args.posters, args.compression, mix=system.mix)
+        posters = None
         try:
-            await posters.open()
-            # Warm up: one socket, a few messages, so lazy imports and pools exist.
-            await self.pool.connect("warm", system.targets("fanout"), 1, args.compression)
-            await self.step(system, posters, meter, rate=5, sockets=1, duration=1, record=False)
-            await self.pool.close("warm")
+            meter, posters = await self.start(system, result)
             # The mixed workload runs the same server as `project`: its idle sockets cost
             # the same, so the RSS measure is not repeated.
             if args.idle_sockets and not system.mix:
@@ -530,47 +515,16 @@ class Bench:
             if opened["failed"]:
                 result["error"] = f"sockets failed to open: {opened['errors']}"
                 return result
-            await settle(meter_pids)
-            # Not measured: the server has just taken on hundreds of sockets, and the first
-            # collections over them (tens of ms each) belong to the connect, not to a step.
-            check = await self.step(
-                system,
-                posters,
-                meter,
-                rate=5 * args.sockets,
-                duration=WARM_UP_SECONDS,
-                record=False,
-            )
-            if check["delivered"] < check["expected"]:
-                result["error"] = f"warm-up lost frames: {check}"
-                say(
-                    f"[{system.name}] warm-up lost frames: {check['delivered']}/{check['expected']}"
-                )
-            failures = saturated = 0
+            await self.warm_up(system, posters, meter, result)
+            watch = KneeWatch()
             for index, rate in enumerate(args.rate_list):
                 label = f"[{system.name}] step {index + 1}/{len(args.rate_list)}"
-                # At least MIN_MESSAGES messages per step: with fewer, one scheduling hiccup
-                # of a shared machine delays a whole message, i.e. >1% of the deliveries.
-                duration = max(args.duration, MIN_MESSAGES * args.sockets / rate)
                 step = await self.step(
-                    system, posters, meter, rate=rate, duration=duration, label=label
+                    system, posters, meter, rate=rate, duration=self.seconds(rate), label=label
                 )
                 result["steps"].append(step)
                 say(f"[{system.name}] {format_step(step)}")
-                if step["ok"]:
-                    failures = saturated = 0
-                    continue
-                # A failed step is past the knee when the system no longer keeps up (frames
-                # lost, throughput short of the offer, or most frames late), not when a noisy
-                # p99 alone missed: stepping on then may still find a higher passing step.
-                failures += 1
-                if (
-                    step["fraction"] < 1
-                    or step["achieved_per_s"] < 0.95 * rate
-                    or (step["p50_ms"] or 0) > KNEE_P99_MS
-                ):
-                    saturated += 1
-                if saturated >= 2 or failures >= 3 or step["fraction"] < 0.5:
+                if watch.past_knee(step):
                     say(f"[{system.name}] past its knee: stopping here")
                     break
             if args.profile and system.name.startswith("project"):
@@ -583,9 +537,59 @@ class Bench:
         finally:
             with contextlib.suppress(Exception):
                 await self.pool.close("fanout")
+            if posters is not None:
+                with contextlib.suppress(Exception):
+                    await posters.close()
+            system.stop()
+
+    async def start(self, system, result):
+        """Start `system`, open its posters and warm it up with one socket and a few
+        messages (so lazy imports and pools exist); returns (meter, posters). The caller
+        stops the system, and closes the posters once they are returned."""
+        self.progress.say(f"[{system.name}] starting")
+        system.start()
+        result["server"] = system.describe()
+        result["logs"] = system.logs()
+        pids = system.pids()
+        if self.args.nice:
+            result["priority"] = {pid: prioritise(pid, self.args.nice) for pid in pids}
+        meter = Meter(pids, [*self.pool.pids, os.getpid()], self.redis_pid)
+        await self.pool.reset()  # what the workers saw of an earlier system goes
+        self.counters = {"duplicates": 0, "disorder": 0}
+        posters = Posters(
+            system.targets("fanout"), self.args.posters, self.args.compression, mix=system.mix
+        )
+        try:
+            await posters.open()
+            await self.pool.connect("warm", system.targets("fanout"), 1, self.args.compression)
+            await self.step(system, posters, meter, rate=5, sockets=1, duration=1, record=False)
+            await self.pool.close("warm")
+        except BaseException:
             with contextlib.suppress(Exception):
                 await posters.close()
-            system.stop()
+            raise
+        return meter, posters
+
+    async def warm_up(self, system, posters, meter, result):
+        """Traffic not measured, once the receivers are open: the server has just taken on
+        hundreds of sockets, and the first collections over them (tens of ms each) belong
+        to the connect, not to a step."""
+        await settle(meter.server_pids)
+        check = await self.step(
+            system, posters, meter, rate=5 * self.args.sockets, duration=WARM_UP_SECONDS,
+            record=False,
+        )  # fmt: skip
+        if check["delivered"] < check["expected"]:
+            result["error"] = f"warm-up lost frames: {check}"
+            self.progress.say(
+                f"[{system.name}] warm-up lost frames: {check['delivered']}/{check['expected']}"
+            )
+        return check
+
+    def seconds(self, rate):
+        """A step's length: at least MIN_MESSAGES messages, for with fewer, one scheduling
+        hiccup of a shared machine delays a whole message, i.e. >1% of the deliveries."""
+        return max(self.args.duration, MIN_MESSAGES * self.args.sockets / rate)
 
     async def step(
         self,
@@ -759,8 +763,9 @@ class Bench:
             "rss_slope_kib": round((rss_full - rss_half) / max(count - half_count, 1) / 1024, 2),
         }
 
-    async def profile(self, system, posters, meter):
-        """py-spy on the (first) server process during one extra step at --profile's rate."""
+    async def profile(self, system, posters, meter, *, also=None):
+        """py-spy on the (first) server process during one extra step at --profile's rate.
+        `also`: a coroutine function run during the step as well (more traffic)."""
         py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which(
             "py-spy"
         )
@@ -782,10 +787,14 @@ class Bench:
             _, error = await process.communicate()
             return error.decode(errors="replace")[-500:] if process.returncode else None
 
+        async def recorded():
+            results = await asyncio.gather(record(), *([also()] if also else []))
+            return results[0]
+
         label = f"[{system.name}] profiling with py-spy"
         step = await self.step(
             system, posters, meter, rate=rate, duration=self.args.duration, label=label,
-            during=record,
+            during=recorded,
         )  # fmt: skip
         step.pop("profile", None)
         summary = summarise_profile(out) if out.exists() else {}
@@ -833,6 +842,29 @@ def _without_line(frame):
 
 def _round(value, digits=1):
     return None if value is None else round(value, digits)
+
+
+class KneeWatch:
+    """When to stop stepping up. A failed step is past the knee when the system no longer
+    keeps up (frames lost, throughput short of the offer, or most frames late), not when a
+    noisy p99 alone missed: stepping on then may still find a higher passing step. Stops
+    after two such steps in a row, three failures of any kind, or half the frames lost."""
+
+    def __init__(self):
+        self.failures = self.saturated = 0
+
+    def past_knee(self, step):
+        if step["ok"]:
+            self.failures = self.saturated = 0
+            return False
+        self.failures += 1
+        if (
+            step["fraction"] < 1
+            or step["achieved_per_s"] < 0.95 * step["offered_per_s"]
+            or (step["p50_ms"] or 0) > KNEE_P99_MS
+        ):
+            self.saturated += 1
+        return self.saturated >= 2 or self.failures >= 3 or step["fraction"] < 0.5
 
 
 def knee(steps):

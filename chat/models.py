@@ -55,6 +55,10 @@ class Room(models.Model):
         return self.kind == self.PUBLIC
 
     @property
+    def is_private(self):
+        return self.kind == self.PRIVATE
+
+    @property
     def is_direct(self):
         return self.kind == self.DIRECT
 

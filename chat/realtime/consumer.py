@@ -77,14 +77,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             base_send=self.base_send,
         )
         await self.hub.join(self.room.pk, self, last_seq=self.room.last_seq)
+        if settings.CHAT_PERSON_STREAM:  # listed first: no change after accept is missed
+            self.listed = True
+            await self.hub.people.arrive(self, redraw=drawn_long_ago(self.scope))
         self.feed.wait_for_page(_after_from_query(self.scope, default=self.room.last_seq))
         await self.accept()
         await self.base_send(status_frame())  # "Reconnecting…" goes as soon as we are back
         self.here = True
         await self.hub.presence.arrive(self.room.pk, user.pk, self)  # the list, at once
-        if settings.CHAT_PERSON_STREAM:
-            self.listed = True
-            await self.hub.people.arrive(self, redraw=drawn_long_ago(self.scope))
 
     async def disconnect(self, code):
         if self.room is not None:

@@ -19,8 +19,8 @@ class LobbyConsumer(AsyncWebsocketConsumer):
 
     async def connect(self):
         user = self.scope["user"]
-        await self.accept()
         if not user.is_authenticated:
+            await self.accept()
             await self.send(
                 text_data=render_to_string(
                     "chat/rooms/_refused.html", {"code": CloseCode.NOT_LOGGED_IN}
@@ -29,9 +29,11 @@ class LobbyConsumer(AsyncWebsocketConsumer):
             return await self.close(code=int(CloseCode.NOT_LOGGED_IN))
         self.user_id = user.pk
         self.hub = get_hub()
-        await self.base_send(status_frame())
+        # Listed before the page is told it is connected: nothing after that is missed.
         self.listed = True
         await self.hub.open_lobby(self, redraw=drawn_long_ago(self.scope))
+        await self.accept()
+        await self.base_send(status_frame())
 
     async def disconnect(self, code):
         if self.listed:

@@ -9,8 +9,9 @@ from chat.selectors.people import display_name
 
 
 def room_list():
-    """Public rooms, most recently active first (everyone signed in may see them)."""
-    return Room.objects.filter(kind=Room.PUBLIC).order_by(
+    """Public rooms, most recently active first (everyone signed in may see them);
+    archived ones are off the lists (their address still opens them, read-only)."""
+    return Room.objects.filter(kind=Room.PUBLIC, archived_at__isnull=True).order_by(
         F("last_message_at").desc(nulls_last=True), "name"
     )
 

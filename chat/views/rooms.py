@@ -153,7 +153,7 @@ def _refused(request, room, fields, error):
         frame_id = _number(fields.get("edit"))
         context = {"room": room, "message_id": frame_id, "text": typed, "error": text}
         return render(request, "chat/messages/edit.html", context, status=status)
-    if "message" not in fields:
+    if "message" not in fields or room.is_archived:  # an archived room has no composer
         context = {"notice": text}
     elif "\n" in typed.strip():  # from the longer composer: back there, line breaks and all
         context = {"long_error": text, "long_text": typed, "long_open": True}

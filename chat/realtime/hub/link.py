@@ -69,6 +69,8 @@ class ChannelLink:
 
     async def unsubscribe(self, target):
         self.subscribed.discard(target)
+        if self.channel is None:
+            return  # closed meanwhile: the channel and its memberships are going anyway
         try:
             await self.layer.group_discard(group_name(target), self.channel)
         except Exception:

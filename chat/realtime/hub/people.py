@@ -23,6 +23,7 @@ import asyncio
 import logging
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.template.loader import render_to_string
 from django.utils.html import escape
@@ -146,40 +147,56 @@ class People:
                     del self.away[room_id]
 
     async def _redraw(self):
+        """Redraw every dirty person, one snapshot each; a pass over many people is
+        followed by a pause as long as itself, so a busy room's activity takes at most
+        about half of the loop (fan-out comes first) and changes meanwhile coalesce."""
+        loop = asyncio.get_running_loop()
         await asyncio.sleep(REDRAW_DELAY_SECONDS)
         while self.dirty:
-            user_id = self.dirty.pop()
-            if user_id not in self.sockets:
-                continue
+            started = loop.time()
+            batch, self.dirty = self.dirty, set()
+            for user_id in batch:
+                await self._redraw_one(user_id)
+            await asyncio.sleep(max(REDRAW_DELAY_SECONDS, loop.time() - started))
+
+    async def _redraw_one(self, user_id):
+        if user_id not in self.sockets:
+            return
+        lobby = any(socket.room_id is None for socket in self.sockets[user_id])
+        try:
+            snapshot = await database_sync_to_async(_snapshot)(user_id, lobby)
+        except Exception:
+            logger.exception("could not redraw the rooms of user %s", user_id)
+            return
+        if user_id not in self.sockets:
+            return
+        self._unindex(user_id)
+        self.rooms[user_id] = {room.pk for room in snapshot.rooms}
+        self._reindex(user_id)
+        lists = {}  # one rendering per room the person's pages show (aria-current)
+        for socket in list(self.sockets.get(user_id, ())):
+            if socket.room_id not in lists:
+                lists[socket.room_id] = snapshot.render(socket.room_id)
             try:
-                snapshot = await database_sync_to_async(_snapshot)(user_id)
-            except Exception:
-                logger.exception("could not redraw the rooms of user %s", user_id)
-                continue
-            if user_id not in self.sockets:
-                continue
-            self._unindex(user_id)
-            self.rooms[user_id] = {room.pk for room in snapshot.rooms}
-            self._reindex(user_id)
-            lists = {}  # one rendering per room the person's pages show (aria-current)
-            for socket in list(self.sockets.get(user_id, ())):
-                if socket.room_id not in lists:
-                    lists[socket.room_id] = snapshot.render(socket.room_id)
-                try:
-                    await socket.send(text_data=lists[socket.room_id] + _title(snapshot, socket))
-                except Exception:  # closing under us; its disconnect cleans up
-                    logger.debug("redraw to a closing socket failed", exc_info=True)
+                await socket.send(text_data=lists[socket.room_id] + _title(snapshot, socket))
+            except Exception:  # closing under us; its disconnect cleans up
+                logger.debug("redraw to a closing socket failed", exc_info=True)
 
     async def _save_reads(self):
-        await asyncio.sleep(READ_SAVE_SECONDS)
-        upto, self.read_upto = self.read_upto, {}
-        try:
-            moved = await database_sync_to_async(reads.read_positions_save)(upto)
-        except Exception:
-            logger.warning("could not save read positions; the next pass tries", exc_info=True)
-            return
-        for room_id, user_id in moved:
-            await self.hub.link.notify_person(user_id, {"read": room_id})
+        while self.read_upto:  # positions shown while a save ran: saved by the next pass
+            await asyncio.sleep(READ_SAVE_SECONDS)
+            upto, self.read_upto = self.read_upto, {}
+            try:
+                moved = await database_sync_to_async(reads.read_positions_save)(upto)
+            except Exception:
+                logger.warning("could not save read positions; the next pass tries", exc_info=True)
+                for key, seq in upto.items():
+                    self.read_upto[key] = max(seq, self.read_upto.get(key, 0))
+                continue
+            if not settings.CHAT_PERSON_STREAM:
+                continue
+            for room_id, user_id in moved:
+                await self.hub.link.notify_person(user_id, {"read": room_id})
 
     def _spawn(self, coroutine):
         task = asyncio.create_task(coroutine)
@@ -201,14 +218,17 @@ class Snapshot:
         return render_to_string("chat/rooms/_my_rooms.html", context)
 
 
-def _snapshot(user_id):
+def _snapshot(user_id, lobby):
+    """A person's rooms and counts now; `lobby`: one of their pages is the lobby, which
+    also shows how many people are in each room (room pages do not)."""
     user = get_user_model().objects.filter(pk=user_id).select_related("profile").first()
     if user is None:
         return Snapshot({"my_rooms": [], "unread_total": 0})
     context = unread_selectors.my_rooms(user)
-    here = presence_selectors.people_counts([room.pk for room in context["my_rooms"]])
-    for room in context["my_rooms"]:
-        room.people_here = here.get(room.pk, 0)
+    if lobby:
+        here = presence_selectors.people_counts([room.pk for room in context["my_rooms"]])
+        for room in context["my_rooms"]:
+            room.people_here = here.get(room.pk, 0)
     return Snapshot(context)
 
 
