@@ -96,28 +96,37 @@ TYPING_CHANGED = EventKind("typing.changed", False, "room", "chat/events/typing.
 EPHEMERAL = {kind.name: kind for kind in (PRESENCE_CHANGED, TYPING_CHANGED)}
 
 
-def take_next_seq(room_id, *, posted_at=None):
+class RoomClosed(Exception):
+    """The room is archived: `take_next_seq(..., open_only=True)` took no number."""
+
+
+def take_next_seq(room_id, *, posted_at=None, open_only=False):
     """Bump the room's last_seq and return it, in one statement (UPDATE ... RETURNING).
 
     Called first in an action's transaction: the UPDATE holds the room's row lock until
     commit, so every change to one room (from any process) is serialised and numbered
-    in commit order. `posted_at` also moves the room's last activity.
+    in commit order. `posted_at` also moves the room's last activity. `open_only`: raise
+    RoomClosed instead if the room is archived (checked under the same lock).
     """
+    condition = " AND archived_at IS NULL" if open_only else ""
     table = connection.ops.quote_name(Room._meta.db_table)
     with connection.cursor() as cursor:
         if posted_at is None:
             cursor.execute(
-                f"UPDATE {table} SET last_seq = last_seq + 1 WHERE id = %s RETURNING last_seq",  # noqa: S608
+                f"UPDATE {table} SET last_seq = last_seq + 1 WHERE id = %s{condition} "  # noqa: S608
+                "RETURNING last_seq",
                 [room_id],
             )
         else:
             cursor.execute(
                 f"UPDATE {table} SET last_seq = last_seq + 1, last_message_at = %s "  # noqa: S608
-                "WHERE id = %s RETURNING last_seq",
+                f"WHERE id = %s{condition} RETURNING last_seq",
                 [connection.ops.adapt_datetimefield_value(posted_at), room_id],
             )
         row = cursor.fetchone()
     if row is None:
+        if open_only and Room.objects.filter(pk=room_id).exists():
+            raise RoomClosed(f"room {room_id} is archived")
         raise Room.DoesNotExist(f"room {room_id} does not exist")
     return row[0]
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from chat.caching import redis_servers
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -165,9 +167,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = os.environ.get("REDIS_URL", "")
-if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
-    raise ImproperlyConfigured("REDIS_URL must start with redis://, rediss:// or unix://")
+# One Redis server or several, separated by commas (shards of the channel layer; the
+# first also keeps the cache and presence), each redis://, rediss://, unix:// or a
+# Sentinel-watched master, redis+sentinel://host:26379,host:26379/mymaster[/db]
+# (chat/caching.py). Every process must be given the same list in the same order.
+REDIS_URL = os.environ.get("REDIS_URL", "").strip()
+redis_servers(REDIS_URL)  # refuses a bad value now, naming REDIS_URL
 
 # How long Redis keeps a group membership without renewal. Each process renews its own
 # memberships every third of this, so a socket open for days keeps receiving.
@@ -175,8 +180,14 @@ CHAT_GROUP_EXPIRY = env_int("CHAT_GROUP_EXPIRY", 86400, minimum=3)
 
 
 def channel_layers_and_caches(redis_url, prefix="chat"):
-    """Redis for both when a URL is given; in-process stand-ins for one laptop process."""
-    if not redis_url:
+    """Redis for both when a URL is given; in-process stand-ins for one laptop process.
+
+    Several servers: the channel layer shards across all of them (channels_redis hashes
+    each group and each process's channel to one), while the cache (rate limits, login
+    lockout, fragments) stays on the first: counts must be read where they are written.
+    """
+    servers = redis_servers(redis_url)
+    if not servers:
         return (
             {
                 "default": {
@@ -186,23 +197,22 @@ def channel_layers_and_caches(redis_url, prefix="chat"):
             },
             {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
         )
+    connection = {
+        # redis-py 8 reads with a 5 s socket timeout by default, exactly as long as
+        # channels_redis blocks in BZPOPMIN: give the blocking read room to finish.
+        "socket_timeout": 15,
+        "socket_connect_timeout": 5,
+        # redis-py's pool refuses (not waits) past 100 connections; a busy process has
+        # more publishes than that in flight.
+        "max_connections": 1000,
+    }
     return (
         {
             "default": {
-                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                # channels_redis's, sending to a process's channel on the shard it reads.
+                "BACKEND": "chat.caching.RedisChannelLayer",
                 "CONFIG": {
-                    # redis-py 8 reads with a 5 s socket timeout by default, exactly as long as
-                    # channels_redis blocks in BZPOPMIN: give the blocking read room to finish.
-                    "hosts": [
-                        {
-                            "address": redis_url,
-                            "socket_timeout": 15,
-                            "socket_connect_timeout": 5,
-                            # redis-py's pool refuses (not waits) past 100 connections; a
-                            # busy process has more publishes than that in flight.
-                            "max_connections": 1000,
-                        }
-                    ],
+                    "hosts": [server.layer_host(**connection) for server in servers],
                     "group_expiry": CHAT_GROUP_EXPIRY,
                     # One channel per process carries every room it serves: give it room.
                     "capacity": 5000,
@@ -214,7 +224,7 @@ def channel_layers_and_caches(redis_url, prefix="chat"):
         {
             "default": {
                 "BACKEND": "chat.caching.RedisCache",
-                "LOCATION": redis_url,
+                "LOCATION": servers[0].url,
                 "KEY_PREFIX": prefix,
             }
         },

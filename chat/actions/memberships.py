@@ -19,6 +19,7 @@ from chat.selectors import rooms as room_selectors
 
 ROOM_NAME_MAX_LENGTH = Room._meta.get_field("name").max_length
 DIRECT_MAX_PEOPLE = 8
+ARCHIVED = "This room is archived: it can be read, not written in."
 
 
 def clean_room_name(name):

@@ -14,7 +14,7 @@ from django.utils import timezone
 from chat import events, formatting, notifications
 from chat.actions import Done
 from chat.actions.limits import rate_limit_check
-from chat.actions.memberships import may_post
+from chat.actions.memberships import ARCHIVED, may_post
 from chat.models import Mention, Message
 from chat.selectors import messages as message_selectors
 
@@ -66,7 +66,7 @@ def message_post(*, room, author, text, client_key=None, reply_to_id=None):
     try:
         with transaction.atomic():
             now = timezone.now()
-            seq = events.take_next_seq(room.pk, posted_at=now)
+            seq = _take_seq_to_post(room, author, now)
             reply_to = _reply_target(room, reply_to_id) if reply_to_id else None
             previous = message_selectors.message_before(room, seq=seq)
             mentioned = _mentioned(room, author, text)
@@ -169,6 +169,19 @@ def _changeable(room, user, message_id):
     if not may_change(user, message):
         raise ValidationError("You can only change your own messages.", code="forbidden")
     return message
+
+
+def _take_seq_to_post(room, author, now):
+    """The room's next number, under its lock, if the author may still post: a removal
+    or an archive that committed meanwhile holds the same lock, so nothing of a removed
+    member's is ever numbered after their removal."""
+    try:
+        seq = events.take_next_seq(room.pk, posted_at=now, open_only=True)
+    except events.RoomClosed:
+        raise ValidationError(ARCHIVED, code="archived") from None
+    if not room.is_public:
+        may_post(room, author)  # membership, read after the lock: as it is now
+    return seq
 
 
 def _mentioned(room, author, text):

@@ -51,7 +51,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     here = False  # counted in the room's presence (chat/realtime/hub/presence.py)
     listed = False  # in the hub's people: gets its person's stream (chat/realtime/hub/people.py)
     member = False  # in the room's members: what it is sent counts as read
-    revoked = False
+    revoked = False  # cut off: nothing more is sent or acted on
+    closing = False
     name = None  # the display name typing notices carry, read once
     typed_at = None  # loop time of the last typing frame acted on
 
@@ -101,11 +102,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     user=self.scope["user"], room=self.room, seq=shown
                 )
 
-    async def revoke(self, reason):
-        """No longer allowed here (removed, left, deactivated, password changed): stop,
-        say why, and close with a code the page does not retry."""
-        if self.revoked:
-            return
+    def cut_off(self):
+        """No longer allowed here: from this instant nothing more is sent to the page or
+        acted on from it (called by the hub before it fans out anything later)."""
         self.revoked = True
         self.feed.stop()
         self.feed.closed = True
@@ -116,6 +115,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self.listed:
             self.listed = False
             self.hub.people.depart(self)
+
+    async def revoke(self, reason):
+        """Removed, left, deactivated, password changed: say why, and close with a code
+        the page does not retry."""
+        if self.closing:
+            return
+        self.closing = True
+        self.cut_off()
         await self.send(text_data=render_to_string("chat/rooms/_refused.html", {"reason": reason}))
         await self.close(code=int(CloseCode.REVOKED))
 

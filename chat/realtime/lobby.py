@@ -16,6 +16,7 @@ class LobbyConsumer(AsyncWebsocketConsumer):
     page_title = "Rooms"
     listed = False
     revoked = False
+    closing = False
 
     async def connect(self):
         user = self.scope["user"]
@@ -37,14 +38,24 @@ class LobbyConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code):
         if self.listed:
+            self.listed = False
             await self.hub.close_lobby(self)
+        elif self.revoked:
+            self.hub._stop_if_idle()
 
     async def receive(self, text_data=None, bytes_data=None):
         pass  # the lobby sends nothing over its socket: its forms are plain HTTP
 
-    async def revoke(self, reason):
-        if self.revoked:
-            return
+    def cut_off(self):
         self.revoked = True
+        if self.listed:
+            self.listed = False
+            self.hub.people.depart(self)
+
+    async def revoke(self, reason):
+        if self.closing:
+            return
+        self.closing = True
+        self.cut_off()
         await self.send(text_data=render_to_string("chat/rooms/_refused.html", {"reason": reason}))
         await self.close(code=int(CloseCode.REVOKED))

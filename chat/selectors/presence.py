@@ -25,6 +25,7 @@ import time
 import redis
 from django.conf import settings
 
+from chat.caching import first_server
 from chat.models import Profile
 from chat.selectors.people import display_name, people_by_id
 
@@ -129,7 +130,9 @@ def users_in_records(room_ids, processes, values):
 
 @functools.cache
 def _client(url):
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+    # The first server of REDIS_URL keeps every room's records (chat/caching.py), so one
+    # round trip reads them all, whatever the number of shards.
+    return first_server(url).client(socket_timeout=5, socket_connect_timeout=2)
 
 
 def present_user_ids(room_ids):

@@ -10,7 +10,6 @@ in project/urls.py serve the same views should the middleware be taken out.
 import hmac
 import logging
 
-import redis
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.conf import settings
 from django.db import connections
@@ -20,6 +19,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from chat import metrics as chat_metrics
+from chat.caching import redis_servers
 
 logger = logging.getLogger(__name__)
 
@@ -113,14 +113,14 @@ def _database_answers():
 
 
 def _redis_answers():
-    # A client of its own with short timeouts: the channel layer's blocks for 15 s, and a
-    # failing probe must not disturb the pools that sockets use.
-    with redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        socket_timeout=REDIS_TIMEOUT_SECONDS,
-    ) as client:
-        client.ping()
+    # Every server: a shard that is down stops the rooms whose groups hash to it. A client
+    # of its own with short timeouts: the channel layer's blocks for 15 s, and a failing
+    # probe must not disturb the pools that sockets use.
+    for server in redis_servers(settings.REDIS_URL):
+        with server.client(
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS
+        ) as client:
+            client.ping()
 
 
 def _bearer_is(request, token):

@@ -133,6 +133,7 @@ class RoomHub:
             if listener.user_id in user_ids:
                 if self._detach(room_id, listener):
                     self._spawn(self.link.unsubscribe(room_id))
+                listener.cut_off()  # now: the page gets nothing more, not even in flight
                 self._spawn(listener.revoke(reason))
 
     def _spawn(self, coroutine):

@@ -96,9 +96,13 @@ class People:
         user_id, reason = event.get("user"), event.get("reason")
         if user_id not in self.sockets:
             return
-        if reason:
+        if reason:  # the account's access ended: every page of theirs here, at once
             for socket in list(self.sockets[user_id]):
-                self._spawn(socket.revoke(reason))
+                if socket.room_id is not None:
+                    self.hub.revoke(socket.room_id, {user_id}, reason)
+                else:
+                    socket.cut_off()
+                    self._spawn(socket.revoke(reason))
             return
         read_room = event.get("read")
         if read_room is not None and all(s.room_id == read_room for s in self.sockets[user_id]):

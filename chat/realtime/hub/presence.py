@@ -33,11 +33,11 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-import redis.asyncio
 from channels.db import database_sync_to_async
 from django.conf import settings
 
 from chat import events
+from chat.caching import first_server
 from chat.realtime.hub.link import PRESENCE_TYPE
 from chat.selectors import presence as layout
 
@@ -52,7 +52,8 @@ class RedisRecords:
     """The records in Redis, for one event loop (redis.asyncio clients belong to one)."""
 
     def __init__(self, url):
-        self.client = redis.asyncio.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        # On REDIS_URL's first server, where the pages' reads look (chat/caching.py).
+        self.client = first_server(url).async_client(socket_timeout=5, socket_connect_timeout=2)
 
     async def save(self, records, process_id, ttl):
         """Write this process's record of each room: {room id: set of user ids}."""
