@@ -61,9 +61,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not user.is_authenticated:
             return await self.refuse(CloseCode.NOT_LOGGED_IN)
         # A room the person may not read is refused exactly as one that does not exist.
-        self.room, self.member = await database_sync_to_async(_room_and_membership)(
-            user, self.scope["url_route"]["kwargs"]["slug"]
-        )
+        self.room, self.member = await database_sync_to_async(
+            room_selectors.readable_room_and_membership
+        )(user, self.scope["url_route"]["kwargs"]["slug"])
         if self.room is None:
             return await self.refuse(CloseCode.NO_SUCH_ROOM)
         self.room_id, self.user_id, self.page_title = self.room.pk, user.pk, self.room.name
@@ -274,11 +274,6 @@ HANDLERS = {
     ReactFrame: "on_change",
     TypingFrame: "on_typing",
 }
-
-
-def _room_and_membership(user, slug):
-    room = room_selectors.readable_room(user, slug)
-    return room, room is not None and room_selectors.is_member(user, room)
 
 
 def drawn_long_ago(scope):
