@@ -13,7 +13,14 @@ from chat.actions.memberships import (
     room_leave,
     room_open_or_create,
 )
-from chat.selectors.rooms import managed_room, may_read, readable_room, rooms_of, title_for
+from chat.selectors.rooms import (
+    managed_room,
+    may_read,
+    readable_room,
+    readable_room_and_membership,
+    rooms_of,
+    title_for,
+)
 from chat.tests.factories import make_author
 
 pytestmark = pytest.mark.django_db
@@ -105,6 +112,19 @@ def test_readable_room(world, person, kind):
     assert readable_room(people[person], room.slug) == expected
     if person != "anonymous":
         assert may_read(people[person], room) is READS[kind][person]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("person", PEOPLE)
+def test_a_sockets_one_query_decides_as_readable_room(
+    world, person, kind, django_assert_max_num_queries
+):
+    people, rooms = world
+    room = rooms[kind]
+    with django_assert_max_num_queries(1):
+        found, member = readable_room_and_membership(people[person], room.slug)
+    assert found == (room if READS[kind][person] else None)
+    assert member is (person in ("member", "owner"))
 
 
 @pytest.mark.parametrize("kind", KINDS)
