@@ -51,6 +51,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     here = False  # counted in the room's presence (chat/realtime/hub/presence.py)
     listed = False  # in the hub's people: gets its person's stream (chat/realtime/hub/people.py)
     member = False  # in the room's members: what it is sent counts as read
+    ready = False  # accepted: joined to the hub before that, so nothing is missed
     revoked = False  # cut off: nothing more is sent or acted on
     closing = False
     name = None  # the display name typing notices carry, read once
@@ -83,6 +84,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.hub.people.arrive(self, redraw=drawn_long_ago(self.scope))
         self.feed.wait_for_page(_after_from_query(self.scope, default=self.room.last_seq))
         await self.accept()
+        self.ready = True  # from now on the hub may send to it (heartbeats, redraws)
         await self.base_send(status_frame())  # "Reconnecting…" goes as soon as we are back
         self.here = True
         await self.hub.presence.arrive(self.room.pk, user.pk, self)  # the list, at once

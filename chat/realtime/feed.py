@@ -7,7 +7,7 @@ from django.conf import settings
 
 from chat.localtime import localise
 from chat.realtime.cursor import PageCursor
-from chat.realtime.hub import CATCH_UP_LIMIT
+from chat.realtime.hub import CATCH_UP_LIMIT, MAX_FRAME_CHARS
 
 logger = logging.getLogger(__name__)
 
@@ -86,11 +86,12 @@ class PageFeed:
                     batch = await self.hub.fragments_after(self.room_id, cursor.shown, upto)
                     if self.closed:
                         return  # this batch revoked the reader (a removal in it)
-                    if batch:
-                        text = "".join(html for _, html in batch)
+                    for last_seq, text in frames_of(batch):
                         await self.send(text_data=localise(text, self.zone or settings.TIME_ZONE))
-                        cursor.sent(batch[-1][0])
-                    elif upto is not None:  # numbers with no stored event
+                        cursor.sent(last_seq)
+                        if self.closed:
+                            return
+                    if not batch and upto is not None:  # numbers with no stored event
                         cursor.sent(min(upto, cursor.shown + CATCH_UP_LIMIT))
                     if upto is None and len(batch) == CATCH_UP_LIMIT:
                         cursor.reread = True  # a long absence: keep reading
@@ -99,3 +100,20 @@ class PageFeed:
         except Exception:
             # The page keeps what it has; the next event or reconcile pass tries again.
             logger.exception("catch-up failed for room %s after seq %s", self.room_id, cursor.shown)
+
+
+def frames_of(batch, limit=MAX_FRAME_CHARS):
+    """[(seq of its last event, text)]: the batch's events joined into frames of at most
+    `limit` characters (one event each at least). Every event ends with its number, so a
+    page that got some frames of a batch is consistent, and the rest follows in order."""
+    frames, pieces, size, last = [], [], 0, None
+    for seq, html in batch:
+        if pieces and size + len(html) > limit:
+            frames.append((last, "".join(pieces)))
+            pieces, size = [], 0
+        pieces.append(html)
+        size += len(html)
+        last = seq
+    if pieces:
+        frames.append((last, "".join(pieces)))
+    return frames

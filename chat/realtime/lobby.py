@@ -15,6 +15,7 @@ class LobbyConsumer(AsyncWebsocketConsumer):
     room_id = None
     page_title = "Rooms"
     listed = False
+    ready = False  # accepted: the hub may send to it
     revoked = False
     closing = False
 
@@ -34,6 +35,7 @@ class LobbyConsumer(AsyncWebsocketConsumer):
         self.listed = True
         await self.hub.open_lobby(self, redraw=drawn_long_ago(self.scope))
         await self.accept()
+        self.ready = True
         await self.base_send(status_frame())
 
     async def disconnect(self, code):

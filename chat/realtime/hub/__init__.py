@@ -10,9 +10,16 @@ import weakref
 from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 
-from chat.realtime.hub.hub import CATCH_UP_LIMIT, RoomHub
+from chat.realtime.hub.hub import CATCH_UP_LIMIT, MAX_FRAME_CHARS, RoomHub
 
-__all__ = ["CATCH_UP_LIMIT", "RoomHub", "get_hub", "publish_from_thread", "tell_people_from_thread"]
+__all__ = [
+    "CATCH_UP_LIMIT",
+    "MAX_FRAME_CHARS",
+    "RoomHub",
+    "get_hub",
+    "publish_from_thread",
+    "tell_people_from_thread",
+]
 
 _hubs = weakref.WeakKeyDictionary()
 

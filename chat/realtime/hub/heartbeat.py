@@ -33,6 +33,8 @@ class Heartbeat:
             if self.hub.channel != channel:
                 return
             for index, socket in enumerate(self.hub.all_sockets(), 1):
+                if not getattr(socket, "ready", True):
+                    continue  # still connecting: a send before accept would break it
                 try:
                     await socket.base_send(frame)
                 except Exception:  # a socket closing under us; its disconnect cleans up

@@ -42,6 +42,10 @@ from chat.selectors import rooms as room_selectors
 logger = logging.getLogger(__name__)
 
 CATCH_UP_LIMIT = 500  # at most this many events per catch-up batch
+# At most this many characters per frame sent to a page: daphne (autobahn) refuses to send
+# a message over 1 MiB, and a character is at most 4 bytes. A batch larger than this goes
+# out in several frames (chat/realtime/feed.py), each ending with its last event's number.
+MAX_FRAME_CHARS = 200_000
 # Pacing under load. A pass over hundreds of sockets keeps the event loop busy; passes
 # back to back would leave it no time to take in and save new messages, and each would
 # carry one event. So a pass longer than BUSY_PASS_SECONDS is followed by a pause as
@@ -206,8 +210,14 @@ class RoomHub:
             found = self.memory.range(room_id, after_seq, upto_seq)
             if found is not None:
                 text = localise("".join(html for _, html in found), zone or settings.TIME_ZONE)
-                frame = self.frames[key] = {"type": "websocket.send", "text": text}
-        return frame
+                # Too large for one frame: False, so sockets here take the slow path,
+                # which splits it.
+                frame = self.frames[key] = (
+                    {"type": "websocket.send", "text": text}
+                    if len(text) <= MAX_FRAME_CHARS
+                    else False
+                )
+        return frame or None
 
     async def fragments_after(self, room_id, after_seq, upto_seq=None):
         """[(seq, html)] for events after `after_seq`, in order, gapless.

@@ -179,6 +179,11 @@ class People:
         self._reindex(user_id)
         lists = {}  # one rendering per room the person's pages show (aria-current)
         for socket in list(self.sockets.get(user_id, ())):
+            if not getattr(
+                socket, "ready", True
+            ):  # still connecting: drawn again once it is accepted
+                self.mark(user_id)
+                continue
             if socket.room_id not in lists:
                 lists[socket.room_id] = snapshot.render(socket.room_id)
             try:
