@@ -77,6 +77,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             zone=None if zone == settings.TIME_ZONE else zone,
             send=self.send,
             base_send=self.base_send,
+            shown=self.read_up_to if self.member else None,
         )
         await self.hub.join(self.room.pk, self, last_seq=self.room.last_seq)
         if settings.CHAT_PERSON_STREAM:  # listed first: no change after accept is missed
@@ -264,8 +265,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def catch_up(self, seq):
         """Called by the hub for each event of the room."""
         await self.feed.catch_up(seq)
-        if self.member and self.feed.cursor.known:
-            self.hub.people.seen(self.room_id, self.user_id, self.feed.cursor.shown)
+
+    def read_up_to(self, seq):
+        """The page was sent the room's events up to `seq`: its member has read them."""
+        self.hub.people.seen(self.room_id, self.user_id, seq)
 
 
 HANDLERS = {

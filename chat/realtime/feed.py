@@ -20,8 +20,11 @@ class PageFeed:
     """What one socket's page lacks, and sending it: the hub's shared frame in the
     common case, batches from memory or the database after a gap or a reconnect."""
 
-    def __init__(self, *, hub, room_id, zone, send, base_send):
+    def __init__(self, *, hub, room_id, zone, send, base_send, shown=None):
         self.hub = hub
+        # Told the newest number sent, after every frame, by either path: a member's page
+        # has read what it was sent (chat/realtime/hub/people.py saves it).
+        self.shown = shown
         self.room_id = room_id
         self.zone = zone  # the reader's clock; None: the operator's
         self.send = send  # text frames of our own
@@ -67,6 +70,8 @@ class PageFeed:
             # The hub's ready-made event, shared by every socket at this position; what
             # `send(text_data=...)` would build, without a copy per socket.
             await self.base_send(frame)
+            if self.shown is not None:
+                self.shown(cursor.shown)
         else:
             self._start_filler()
 
@@ -91,6 +96,8 @@ class PageFeed:
                         cursor.sent(last_seq)
                         if self.closed:
                             return
+                        if self.shown is not None:
+                            self.shown(cursor.shown)
                     if not batch and upto is not None:  # numbers with no stored event
                         cursor.sent(min(upto, cursor.shown + CATCH_UP_LIMIT))
                     if upto is None and len(batch) == CATCH_UP_LIMIT:
