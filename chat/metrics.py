@@ -156,12 +156,21 @@ class HubCollector:
         return [sockets, rooms, streak]
 
 
-def _live_hubs():
-    from chat.realtime import hub  # here: the hub's modules import this one
+# Where the hubs of this process are: set by chat.realtime.hub when it is imported, so
+# this module imports neither the hub nor the events (they import it).
+_hubs_of_process = list
 
+
+def watch_hubs(hubs):
+    """`hubs()` lists this process's hubs (one per event loop) when scraped."""
+    global _hubs_of_process
+    _hubs_of_process = hubs
+
+
+def _live_hubs():
     for _ in range(3):
         try:
-            return list(hub._hubs.values())
+            return list(_hubs_of_process())
         except RuntimeError:  # a loop added its hub while we copied (a scrape off the loop)
             continue
     return []
@@ -170,11 +179,10 @@ def _live_hubs():
 REGISTRY.register(HubCollector())
 
 
-def exposition(accept_header):
-    """(body, content type) of every metric of this process, in the format asked for."""
-    from chat.events import CATALOGUE  # here: chat.events imports this module
-
-    for kind in CATALOGUE:
+def exposition(accept_header, kinds=()):
+    """(body, content type) of every metric of this process, in the format asked for;
+    `kinds`: every durable event kind, shown at 0 until its first event."""
+    for kind in kinds:
         EVENTS_PUBLISHED.labels(kind)  # every durable kind, at 0 until its first event
     encoder, content_type = choose_encoder(accept_header)
     return encoder(REGISTRY), content_type

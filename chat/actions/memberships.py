@@ -15,6 +15,7 @@ from chat import events
 from chat.actions import Done
 from chat.actions.limits import rate_limit_check
 from chat.models import Membership, Message, Room
+from chat.selectors import messages as message_selectors
 from chat.selectors import rooms as room_selectors
 
 ROOM_NAME_MAX_LENGTH = Room._meta.get_field("name").max_length
@@ -254,21 +255,15 @@ def _line(room, kind, *, author, subject=None, text="", seq=None):
         text=text,
         seq=seq,
         created_at=now,
-        previous_at=_previous_at(room, seq),
+        previous_at=_created_at(message_selectors.message_before(room, seq=seq)),
     )
     message.author, message.subject = author, subject
     events.record(events.LINE_KINDS[kind], room_id=room.pk, seq=seq, message=message)
     return Done(message=message, seq=seq)
 
 
-def _previous_at(room, seq):
-    previous = (
-        Message.objects.filter(room=room, seq__lt=seq, deleted_at__isnull=True)
-        .order_by("-seq")
-        .values_list("created_at", flat=True)
-        .first()
-    )
-    return previous
+def _created_at(message):
+    return message.created_at if message is not None else None
 
 
 def _check_manager(room, user):

@@ -18,6 +18,7 @@ from django.utils.decorators import sync_and_async_middleware
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from chat import events
 from chat import metrics as chat_metrics
 from chat.caching import redis_servers
 
@@ -66,7 +67,9 @@ def metrics(request):
         response = _text("Unauthorized\n", status=401)
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
-    body, content_type = chat_metrics.exposition(request.headers.get("Accept", ""))
+    body, content_type = chat_metrics.exposition(
+        request.headers.get("Accept", ""), kinds=events.CATALOGUE
+    )
     return HttpResponse(body, content_type=content_type)
 
 

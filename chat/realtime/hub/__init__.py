@@ -10,6 +10,7 @@ import weakref
 from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 
+from chat import metrics
 from chat.realtime.hub.hub import CATCH_UP_LIMIT, MAX_FRAME_CHARS, RoomHub
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
 ]
 
 _hubs = weakref.WeakKeyDictionary()
+metrics.watch_hubs(lambda: _hubs.values())  # /metrics reads sockets and failures from them
 
 
 def get_hub():
